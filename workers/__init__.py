@@ -1,0 +1,1 @@
+"""The Celery runtime: app factory, configuration, routing, pools, DB pool, base task."""
