@@ -59,26 +59,33 @@ def collect(settings: Settings, timeout: float = 10.0) -> dict:
         out["errors"].append(f"redis: {type(exc).__name__}: {exc}")
         return out
 
+    # Pings first (each pool's queue, by name, as an outside caller would), then ask
+    # the workers which queues they consume while the pings travel.
+    pending = {name: client.send_task(names.PING, queue=p.queue, expires=timeout) for name, p in POOLS.items()}
+    nodes: dict[str, set[str]] = {name: set() for name in POOLS}
     try:
         active = client.control.inspect(timeout=min(3.0, timeout)).active_queues() or {}
     except Exception as exc:  # noqa: BLE001
         active = {}
         out["errors"].append(f"inspect: {type(exc).__name__}")
-    for _node, queues in active.items():
+    for node, queues in active.items():
         for q in queues or []:
             for name, p in POOLS.items():
                 if q.get("name") == p.queue:
-                    out["pools"][name]["workers"] += 1
-
-    pending = {name: client.send_task(names.PING, queue=p.queue, expires=timeout) for name, p in POOLS.items()}
+                    nodes[name].add(node)
     deadline = time.monotonic() + timeout
     for name, res in pending.items():
         try:
             reply = res.get(timeout=max(0.1, deadline - time.monotonic()), propagate=True)
-            out["pools"][name]["alive"] = isinstance(reply, dict) and reply.get("pool") == name
-            out["pools"][name]["answered_by"] = reply.get("worker") if isinstance(reply, dict) else None
-        except Exception:  # noqa: BLE001 - a timeout means not alive
-            res.forget() if hasattr(res, "forget") else None
+        except Exception:  # noqa: BLE001 - no answer in time: not alive
+            continue
+        if isinstance(reply, dict) and reply.get("pool") == name:
+            out["pools"][name]["alive"] = True
+            out["pools"][name]["answered_by"] = reply.get("worker")
+            if reply.get("worker"):
+                nodes[name].add(reply["worker"])
+    for name in POOLS:
+        out["pools"][name]["workers"] = len(nodes[name])
     return out
 
 

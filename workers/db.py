@@ -21,6 +21,10 @@ _lock = threading.Lock()
 _pool: psycopg2.pool.ThreadedConnectionPool | None = None
 _pool_pid: int | None = None
 _registered: set[int] = set()
+# Pools inherited through fork. They are kept referenced and never used: letting them be
+# garbage-collected would close their libpq connections, and closing sends a Terminate
+# on the socket the parent still uses, killing the parent's session.
+_inherited: list[psycopg2.pool.ThreadedConnectionPool] = []
 
 
 class DatabaseNotConfigured(RuntimeError):
@@ -42,21 +46,28 @@ def init_pool(*, maxconn: int = 4, application_name: str | None = None, dsn: str
     with _lock:
         if _pool is not None and _pool_pid == os.getpid():
             return
-        # An inherited pool belongs to the parent: drop the reference without closing
-        # the parent's sockets (closing would send a Terminate on the shared socket).
+        if _pool is not None:
+            _inherited.append(_pool)  # the parent's: keep it alive, never close it here
         _registered.clear()
         name = application_name or f"tokpulse-{os.environ.get('TOKPULSE_POOL', 'cli')}"
         _pool = psycopg2.pool.ThreadedConnectionPool(
             0, max(1, maxconn), dsn or _dsn(), application_name=name[:63], connect_timeout=10
         )
+        # psycopg2 keeps at most `minconn` idle connections and closes the rest on
+        # putconn, and opens `minconn` eagerly. Opening lazily (0 at construction) but
+        # keeping every returned connection idle needs minconn raised afterwards.
+        _pool.minconn = max(1, maxconn)
         _pool_pid = os.getpid()
 
 
 def close_pool() -> None:
     global _pool, _pool_pid
     with _lock:
-        if _pool is not None and _pool_pid == os.getpid():
-            _pool.closeall()
+        if _pool is not None:
+            if _pool_pid == os.getpid():
+                _pool.closeall()
+            else:
+                _inherited.append(_pool)
         _pool, _pool_pid = None, None
         _registered.clear()
 
