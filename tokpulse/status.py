@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -37,9 +38,8 @@ def collect(settings: Settings, timeout: float = 10.0) -> dict:
     try:
         out["migrations"] = migration_status(urls.database_url)
     except Exception as exc:  # noqa: BLE001 - reported, not raised
-        out["errors"].append(f"database: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
-
-    import os
+        text = str(exc).strip()
+        out["errors"].append(f"database: {text.splitlines()[0] if text else type(exc).__name__}")
 
     os.environ["REDIS_URL"] = urls.redis_url
     os.environ["DATABASE_URL"] = urls.database_url

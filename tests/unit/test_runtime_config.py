@@ -7,10 +7,10 @@ import pytest
 from tokpulse.settings import ConfigError
 from workers import names
 from workers.app import app
-
-app.loader.import_default_modules()  # what a worker does at start: import every task module
 from workers.pools import POOLS, VISIBILITY_TIMEOUT
 from workers.routing import TASK_ROUTES, check_routes
+
+app.loader.import_default_modules()  # what a worker does at start: import every task module
 
 
 def test_json_only():
