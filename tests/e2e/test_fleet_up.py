@@ -103,6 +103,20 @@ def test_up_runs_every_pool_and_stops_clean_on_sigint(tmp_path):
 
         wait_for(flower_queues, 60, interval=2, message="Flower to list every queue")
         assert report["flower_url"].startswith("http://127.0.0.1:")
+        # The supervisor restarts a pool that dies.
+        fleet = json.loads(open(os.path.join(home, "run", "fleet.json")).read())
+        old_pid = fleet["children"]["worker-ai"]
+        os.killpg(old_pid, signal.SIGKILL)
+
+        def ai_back():
+            now = json.loads(open(os.path.join(home, "run", "fleet.json")).read())["children"]["worker-ai"]
+            if now == old_pid:
+                return None
+            code, rep = status()
+            return rep and rep["pools"]["ai"]["alive"]
+
+        wait_for(ai_back, 60, interval=1, message="the ai pool to be restarted")
+
         listening = {c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN"
                      and c.pid in {p.pid for p in _fleet_processes(home)}}
         assert listening and listening <= {"127.0.0.1"}, f"fleet listens beyond loopback: {listening}"
