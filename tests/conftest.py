@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
-pytest_plugins: list[str] = []  # TEMP
+pytest_plugins = ["tests.fakes.fixtures"]
 
 _services = None
 _home: Path | None = None
