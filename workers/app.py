@@ -70,7 +70,9 @@ def celery_config(settings: Settings, redis_url: str) -> dict:
         "task_track_started": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
-        "result_extended": True,
+        # Not result_extended: it would copy every task's arguments (for the redaction
+        # jobs: the personal data itself) into the result backend.
+        "result_extended": False,
         "result_expires": 7 * 24 * 3600,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},

@@ -12,11 +12,32 @@ from collections.abc import Callable
 from typing import Any
 
 import celery
+from celery.worker.request import Request
 from psycopg2.extras import Json
 
 from workers.routing import pool_of_task
 
 log = logging.getLogger(__name__)
+
+
+class SensitiveArgsRequest(Request):
+    """Keeps a task's arguments out of events (Flower), logs and error reports.
+
+    Senders put `argsrepr`/`kwargsrepr` in message headers; the worker forwards them in
+    `task-received` events and log lines. For tasks whose input is personal data (the
+    privacy guard's jobs) those reprs are replaced by sizes before anything is emitted."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        try:
+            a, kw = self._args, self._kwargs
+            masked_args = f"<{len(a)} argument(s) withheld: personal data>"
+            masked_kwargs = f"<{len(kw)} keyword argument(s) withheld: personal data>"
+        except Exception:  # noqa: BLE001 - a malformed body is rejected later anyway
+            masked_args = masked_kwargs = "<withheld>"
+        self._argsrepr, self._kwargsrepr = masked_args, masked_kwargs
+        self._request_dict["argsrepr"] = masked_args
+        self._request_dict["kwargsrepr"] = masked_kwargs
 
 
 class FleetTask(celery.Task):
@@ -98,6 +119,7 @@ def fleet_task(
     bind: bool = False,
     retry_for: tuple[type[BaseException], ...] = (),
     max_retries: int = 3,
+    sensitive_args: bool = False,
     **options: Any,
 ) -> Callable[[Callable[..., Any]], celery.Task]:
     """Register a task under a stable name with the fleet's defaults.
@@ -105,6 +127,7 @@ def fleet_task(
     idempotent: safe to run twice. Such tasks ack after they finish (acks_late) and are
     requeued if the process running them dies (reject_on_worker_lost); their writes
     must be idempotent (INSERT ... ON CONFLICT on a deterministic key).
+    sensitive_args: the arguments are personal data; keep them out of events and logs.
     """
     pool = pool_of_task(name)
     opts: dict[str, Any] = {
@@ -117,6 +140,8 @@ def fleet_task(
         "time_limit": pool.time_limit,
         "record_run": record_run,
     }
+    if sensitive_args:
+        opts["Request"] = SensitiveArgsRequest
     if retry_for:
         opts.update(
             autoretry_for=retry_for,
