@@ -99,12 +99,121 @@ class Privacy(_Strict):
     max_depth: int = Field(100, ge=2, le=10_000)
 
 
+def _as_float(v: Any) -> Any:
+    # strict mode refuses 20 for a float field; JSON writes 20 for 20.0.
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+class AIRateLimit(_Strict):
+    """Per-model limits the whole fleet shares (enforced in Redis by the AI gateway)."""
+
+    rpm: int = Field(ge=1, le=100_000_000)
+    tpm: int = Field(ge=1, le=100_000_000_000)
+
+
+class AIPrice(_Strict):
+    """USD per 1M tokens."""
+
+    input: Annotated[float, Field(ge=0, le=10_000)]
+    output: Annotated[float, Field(ge=0, le=10_000)] = 0.0
+
+    @field_validator("input", "output", mode="before")
+    @classmethod
+    def _floats(cls, v: Any) -> Any:
+        return _as_float(v)
+
+
+class AIRetry(_Strict):
+    max_attempts: int = Field(5, ge=1, le=20)
+    backoff_base_seconds: Annotated[float, Field(gt=0, le=60)] = 0.5
+    backoff_max_seconds: Annotated[float, Field(gt=0, le=600)] = 20.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+    @field_validator("backoff_base_seconds", "backoff_max_seconds", "timeout_seconds", mode="before")
+    @classmethod
+    def _floats(cls, v: Any) -> Any:
+        return _as_float(v)
+
+
+class AIBatch(_Strict):
+    """Embedding request packing; the maxima are OpenAI's own limits."""
+
+    max_inputs: int = Field(2048, ge=1, le=2048)
+    max_request_tokens: int = Field(300_000, ge=1, le=300_000)
+    max_input_tokens: int = Field(8192, ge=1, le=8192)
+
+
+# Defaults: OpenAI's published prices and tier-1 limits. A config's `ai.prices` /
+# `ai.rate_limits` entries are merged over these (add or override a model; absent = these).
+DEFAULT_AI_PRICES: dict[str, dict[str, float]] = {
+    "text-embedding-3-small": {"input": 0.02, "output": 0.0},
+    "text-embedding-3-large": {"input": 0.13, "output": 0.0},
+    "text-embedding-ada-002": {"input": 0.10, "output": 0.0},
+    "gpt-4o-mini": {"input": 0.15, "output": 0.60},
+    "gpt-4o": {"input": 2.50, "output": 10.00},
+    "gpt-4.1": {"input": 2.00, "output": 8.00},
+    "gpt-4.1-mini": {"input": 0.40, "output": 1.60},
+    "gpt-4.1-nano": {"input": 0.10, "output": 0.40},
+    "gpt-4-turbo": {"input": 10.00, "output": 30.00},
+    "gpt-4-turbo-preview": {"input": 10.00, "output": 30.00},
+    "gpt-3.5-turbo": {"input": 0.50, "output": 1.50},
+}
+DEFAULT_AI_RATE_LIMITS: dict[str, dict[str, int]] = {
+    "text-embedding-3-small": {"rpm": 3000, "tpm": 1_000_000},
+    "text-embedding-3-large": {"rpm": 3000, "tpm": 1_000_000},
+    "text-embedding-ada-002": {"rpm": 3000, "tpm": 1_000_000},
+    "gpt-4o-mini": {"rpm": 500, "tpm": 200_000},
+    "gpt-4o": {"rpm": 500, "tpm": 30_000},
+    "gpt-4.1": {"rpm": 500, "tpm": 30_000},
+    "gpt-4.1-mini": {"rpm": 500, "tpm": 200_000},
+    "gpt-4.1-nano": {"rpm": 500, "tpm": 200_000},
+    "gpt-4-turbo": {"rpm": 500, "tpm": 30_000},
+    "gpt-4-turbo-preview": {"rpm": 500, "tpm": 30_000},
+    "gpt-3.5-turbo": {"rpm": 3500, "tpm": 200_000},
+}
+
+
+class AI(_Strict):
+    """The AI gateway (`tokpulse.ai`): limits, prices, cache, retries, batching."""
+
+    rate_limits: dict[str, AIRateLimit] = Field(default_factory=lambda: {
+        k: AIRateLimit(**v) for k, v in DEFAULT_AI_RATE_LIMITS.items()})
+    default_rate_limit: AIRateLimit = AIRateLimit(rpm=500, tpm=30_000)  # models not listed
+    prices: dict[str, AIPrice] = Field(default_factory=lambda: {
+        k: AIPrice(**v) for k, v in DEFAULT_AI_PRICES.items()})
+    limiter_headroom_percent: Annotated[float, Field(ge=0, le=50)] = 2.0  # refill this far below the limit
+    limiter_burst_percent: Annotated[float, Field(gt=0, le=100)] = 90.0  # most of a minute's limit at once
+    cache_ttl_seconds: int = Field(7 * 24 * 3600, ge=0, le=366 * 24 * 3600)  # chat answers; 0 = off
+    max_wait_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0  # longer: the task re-schedules itself
+    retry: AIRetry = AIRetry()
+    batch: AIBatch = AIBatch()
+
+    @field_validator("limiter_headroom_percent", "limiter_burst_percent", "max_wait_seconds", mode="before")
+    @classmethod
+    def _floats(cls, v: Any) -> Any:
+        return _as_float(v)
+
+    @field_validator("rate_limits", "prices", mode="before")
+    @classmethod
+    def _merge_defaults(cls, v: Any, info: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        defaults = DEFAULT_AI_RATE_LIMITS if info.field_name == "rate_limits" else DEFAULT_AI_PRICES
+        for name in v:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError("model names must be non-empty strings")
+        return {**defaults, **v}
+
+
 class AgentConfig(_Strict):
     project_ref: str | None = None
     models: Models = Models()
     thresholds: Thresholds = Thresholds()
     features: Features = Features()
     privacy: Privacy = Privacy()
+    ai: AI = AI()
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:
@@ -244,6 +353,12 @@ def load_settings(environ: dict[str, str] | None = None, cwd: Path | None = None
     else:
         cfg_path = DEFAULT_CONFIG_PATH
     agent = load_agent_config(cfg_path)
+    if agent.privacy.custom_patterns:
+        # The guard's own checks (no empty matches, placeholder shape) at start-up, so a bad
+        # pattern stops the fleet with exit 2 instead of failing its first redaction.
+        from tokpulse.privacy import validate_custom_patterns
+
+        validate_custom_patterns(agent.privacy)
 
     db = _env(env, "DATABASE_URL")
     if db is not None:

@@ -32,7 +32,7 @@ OUTSIDE_CALLER = textwrap.dedent(
     answers = {q: r.get(timeout=30) for q, r in pending.items()}
     red = app.send_task("tokpulse.redact_text", args=["Contact john@example.com"], queue="redaction")
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tokpulse", "workers", "tasks"))
-    print(json.dumps({"answers": answers, "leaked": leaked, "redact_state": red.state}))
+    print(json.dumps({"answers": answers, "leaked": leaked, "redacted": red.get(timeout=30)}))
     """
 )
 
@@ -85,6 +85,7 @@ def test_up_runs_every_pool_and_stops_clean_on_sigint(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         out = json.loads(r.stdout.strip().splitlines()[-1])
         assert out["leaked"] == []
+        assert out["redacted"] == "Contact [EMAIL_REDACTED]"
         assert {q: a["pool"] for q, a in out["answers"].items()} == {p.queue: n for n, p in POOLS.items()}
 
         # Flower: 401 without credentials; with them, a worker consumes every pool's queue.

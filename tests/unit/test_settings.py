@@ -119,3 +119,11 @@ def test_malformed_database_url_exits_2(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
     assert "DATABASE_URL" in r.stderr and "pw" not in r.stderr
+
+
+def test_custom_pattern_matching_empty_text_is_a_startup_error(tmp_path):
+    env = _cfg(tmp_path, {"privacy": {"custom_patterns": [{"name": "ticket", "regex": "(T-\\d+)?"}]}})
+    r = _run_cli(["status"], env)
+    assert r.returncode == 2
+    assert "privacy.custom_patterns[0]" in r.stderr and "'ticket'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
