@@ -96,6 +96,10 @@ def plan_children(settings: Settings, args) -> list[Child]:
                               extra_env={"TOKPULSE_POOL": pool}))
     if not args.no_flower:
         children.append(Child("flower", _tokpulse("flower"), logs / "flower.log"))
+    if not getattr(args, "no_api", False):
+        from tokpulse.api.server import api_port
+
+        children.append(Child("api", _tokpulse("api", "--port", str(api_port(settings))), logs / "api.log"))
     return children
 
 
@@ -180,6 +184,13 @@ def cmd_up(args, settings: Settings) -> int:
             user, _, password = creds.partition(":")
             where = f" (kept in {settings.home / 'flower_auth'})" if not settings.flower_basic_auth else ""
             print(f"tokpulse up: Flower at {flower_url}  user: {user}  password: {password}{where}", flush=True)
+
+        if not getattr(args, "no_api", False):
+            from tokpulse.api.server import api_port, api_url
+
+            extra["api_url"] = api_url(settings, api_port(settings))
+            print(f"tokpulse up: search API at {extra['api_url']}/search  (tokens: tokpulse token create "
+                  "--namespace NS)", flush=True)
 
         sup = Supervisor(settings, children, env)
         for c in children:

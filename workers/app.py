@@ -20,7 +20,7 @@ from workers.routing import TASK_ROUTES, check_routes
 
 log = logging.getLogger(__name__)
 
-TASK_MODULES = ["tasks.health", "tasks.maintenance", "tasks.redaction"]
+TASK_MODULES = ["tasks.health", "tasks.maintenance", "tasks.redaction", "tasks.embeddings"]
 
 
 def _urls(settings: Settings) -> tuple[str, str | None]:
@@ -112,6 +112,21 @@ def _open_db_pool(**_: object) -> None:
         db.init_pool(maxconn=2, application_name=f"tokpulse-{pool}")
     except Exception as exc:  # noqa: BLE001 - the pool is created lazily on first use too
         log.warning("DB pool for %s not opened at start: %s", spec.name if spec else pool, type(exc).__name__)
+
+
+@signals.worker_init.connect
+def _preload_ai(**_: object) -> None:
+    # Pools that call the AI gateway import it (openai SDK, cl100k vocabulary: 2-3 s) once
+    # in the parent, before the prefork children are forked, so no task pays for it.
+    # Importing opens no connection, so sharing the modules across fork is safe.
+    if os.environ.get("TOKPULSE_POOL") in ("ai", "embeddings"):
+        try:
+            import tokpulse.ai.client  # noqa: F401
+            from tokpulse.ai.tokens import count_tokens
+
+            count_tokens("warm up")
+        except Exception as exc:  # noqa: BLE001 - the first task will report it properly
+            log.warning("AI gateway preload failed: %s", type(exc).__name__)
 
 
 @signals.worker_process_shutdown.connect

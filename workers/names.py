@@ -8,3 +8,8 @@ PRUNE_HISTORY = "tokpulse.prune_history"
 REDACT_TEXT = "tokpulse.redact_text"
 REDACT_OBJECT = "tokpulse.redact_object"
 REDACT_BATCH = "tokpulse.redact_batch"
+
+# Embeddings pipeline and search (embeddings queue).
+EMBED_DOCUMENTS = "tokpulse.embed_documents"
+REFRESH_EMBEDDINGS = "tokpulse.refresh_embeddings"
+SEARCH = "tokpulse.search"

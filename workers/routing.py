@@ -11,6 +11,9 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     names.REDACT_TEXT: {"queue": "redaction"},
     names.REDACT_OBJECT: {"queue": "redaction"},
     names.REDACT_BATCH: {"queue": "redaction"},
+    names.EMBED_DOCUMENTS: {"queue": "embeddings"},
+    names.REFRESH_EMBEDDINGS: {"queue": "embeddings"},
+    names.SEARCH: {"queue": "embeddings"},
 }
 
 

@@ -1,0 +1,124 @@
+"""Vector, keyword and hybrid search against real Postgres+pgvector."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration.embeddings.conftest import FakeEmbedder, hash_vector
+from tokpulse.embeddings.pipeline import ingest
+from tokpulse.embeddings.search import SearchError, SearchRequest, search, search_dict
+from workers import db
+
+DOCS = [
+    ("deploy.md", "# Deploy\n\nDeploying to production: run the release pipeline, then watch the canary."),
+    ("rollback.md", "# Rollback\n\nRolling back a bad release restores the previous build quickly."),
+    ("queues.md", "# Queues\n\nCelery workers consume Redis queues; each pool owns one queue."),
+    ("budget.md", "# Budget\n\nMonthly AI spend is checked against the configured budget every day."),
+    ("zebra.md", "# Zebra\n\nThe zebrafish xylophone quartz keyword appears only here."),
+]
+
+
+@pytest.fixture
+def corpus(embedder, namespace):
+    ingest(namespace, documents=[{"text": t, "source": s} for s, t in DOCS], embedder=embedder)
+    embedder.calls.clear()
+    return namespace
+
+
+def _sources(resp):
+    return [r.source for r in resp.results]
+
+
+def test_vector_search_ranks_by_cosine_and_reports_similarity(corpus, embedder):
+    resp = search(SearchRequest("production release pipeline canary deploying", corpus, limit=3, hybrid=False),
+                  embedder=embedder)
+    assert resp.mode == "vector" and _sources(resp)[0] == "deploy.md"
+    sims = [r.similarity for r in resp.results]
+    assert sims == sorted(sims, reverse=True) and all(r.match == "vector" for r in resp.results)
+    q = hash_vector("production release pipeline canary deploying")
+    assert sims[0] == pytest.approx(float(q @ hash_vector(resp.results[0].content)), abs=1e-5)
+    assert len(embedder.calls) == 1, "the query is embedded once"
+
+
+def test_keyword_search_uses_full_text(corpus, embedder):
+    resp = search(SearchRequest("xylophone", corpus, limit=5), embedder=embedder, mode="keyword")
+    assert _sources(resp) == ["zebra.md"] and resp.results[0].match == "keyword"
+    assert embedder.calls == [], "keyword search needs no embedding"
+    # any word of a natural-language question matches (OR of the lexemes, stop words dropped)
+    resp = search(SearchRequest("how do I restore the previous build?", corpus), embedder=embedder, mode="keyword")
+    assert _sources(resp)[0] == "rollback.md"
+
+
+def test_hybrid_fuses_both_sides_and_labels_where_results_came_from(corpus, embedder):
+    resp = search(SearchRequest("zebrafish xylophone quartz keyword", corpus, limit=5), embedder=embedder)
+    assert resp.mode == "hybrid"
+    top = resp.results[0]
+    assert top.source == "zebra.md" and top.match == "both" and top.vector_rank == 1 and top.keyword_rank == 1
+    assert all(r.match == "vector" for r in resp.results[1:]), "only zebra.md has the words"
+    for r in resp.results:
+        expected = sum(1 / (60 + k) for k in (r.vector_rank, r.keyword_rank) if k is not None)
+        assert r.score == pytest.approx(expected)
+    assert [r.score for r in resp.results] == sorted((r.score for r in resp.results), reverse=True)
+    d = resp.as_dict()["results"][0]
+    assert set(d) >= {"content", "source", "metadata", "similarity", "scores", "ranks", "match"}
+    # a keyword-only hit: words no vector neighbour shares strongly enough to rank it first
+    resp = search(SearchRequest("previous build restores", corpus, limit=5, threshold=0.99), embedder=embedder)
+    assert [r.source for r in resp.results] == ["rollback.md"] and resp.results[0].match == "keyword"
+
+
+def test_threshold_drops_weak_vector_matches_but_keeps_keyword_matches(corpus, embedder):
+    req = {"query": "xylophone", "namespace": corpus, "limit": 5, "threshold": 0.99}
+    vec = search_dict({**req, "hybrid": False}, embedder=embedder)
+    assert vec["results"] == []
+    hyb = search_dict(req, embedder=embedder)
+    assert [r["source"] for r in hyb["results"]] == ["zebra.md"] and hyb["results"][0]["match"] == "keyword"
+
+
+def test_namespaces_are_isolated_and_unknown_ones_are_empty(embedder, namespace):
+    other = namespace + "-b"
+    ingest(namespace, documents=[{"text": "shared words about kubernetes", "source": "a.md"}], embedder=embedder)
+    ingest(other, documents=[{"text": "shared words about kubernetes", "source": "b.md"},
+                             {"text": "only in b: kubernetes operators", "source": "c.md"}], embedder=embedder)
+    embedder.calls.clear()
+    for mode in ("hybrid", "vector", "keyword"):
+        resp = search(SearchRequest("kubernetes", namespace, limit=10), embedder=embedder, mode=mode)
+        assert _sources(resp) == ["a.md"], mode
+    missing = search(SearchRequest("kubernetes", f"nope-{uuid.uuid4().hex}"), embedder=embedder)
+    assert missing.results == [] and missing.model is None
+    assert len(embedder.calls) == 2, "an unknown namespace costs no embedding"
+
+
+def test_a_token_scope_outside_the_namespace_is_refused(corpus, embedder):
+    with pytest.raises(SearchError) as e:
+        search_dict({"query": "x", "namespace": corpus}, embedder=embedder, allowed_namespaces=["other"])
+    assert e.value.status == 403
+    assert search_dict({"query": "x", "namespace": corpus}, embedder=embedder, allowed_namespaces=["*"])
+
+
+def test_a_query_embedded_by_another_model_falls_back_to_keywords(corpus):
+    other = FakeEmbedder()  # another target than the one the namespace was built with
+    resp = search(SearchRequest("xylophone", corpus), embedder=other)
+    assert resp.mode == "keyword" and resp.warnings and _sources(resp) == ["zebra.md"]
+    with pytest.raises(SearchError) as e:
+        search(SearchRequest("xylophone", corpus, hybrid=False), embedder=other)
+    assert e.value.status == 409 and other.calls == []
+
+
+@pytest.mark.parametrize("dims", [384, 1536])
+def test_vector_queries_can_use_the_partial_hnsw_index(dims, namespace):
+    """The query must repeat the index's expression and predicate, or the index is useless."""
+    emb = FakeEmbedder(dims=dims)
+    ingest(namespace, documents=[f"document {i} about topic {i % 3}" for i in range(20)], embedder=emb)
+    from tokpulse.embeddings.search import hybrid_sql, vector_sql
+
+    q = hash_vector("topic 1", dims)
+    params = {"q": q, "ns": namespace, "k": 5, "thr": None, "limit": 5, "query": "topic"}
+    with db.transaction() as cur:
+        # on 20 rows the planner rightly prefers a scan + sort; forbid those to see whether the index CAN serve
+        cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+        for sql in (vector_sql(dims), hybrid_sql(dims)):
+            cur.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            assert f"ai_embeddings_hnsw_{dims}" in plan, plan

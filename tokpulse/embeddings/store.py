@@ -1,0 +1,271 @@
+"""SQL for the embeddings pipeline: the staging queue, bulk upserts into `ai_embeddings`,
+refresh bookkeeping. Every function takes a cursor so the caller owns the transaction.
+
+Bulk writes go through binary COPY into a temporary table followed by one
+`INSERT ... SELECT ... ON CONFLICT (namespace, content_hash) DO NOTHING`: one round trip
+for the data, no text formatting of 384/1536 floats per row, and the unique key makes a
+redelivered batch a no-op instead of a duplicate."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg2.extras
+
+from tokpulse.embeddings.chunking import Chunk
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+
+
+def _field(value: Any, kind: str) -> bytes:
+    if value is None:
+        return struct.pack("!i", -1)
+    if kind == "text":
+        data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+    elif kind == "jsonb":
+        data = b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    elif kind == "int4":
+        data = struct.pack("!i", int(value))
+    elif kind == "vector":
+        arr = np.asarray(value, dtype=">f4")
+        data = struct.pack("!HH", arr.shape[0], 0) + arr.tobytes()
+    else:  # pragma: no cover - programming error
+        raise ValueError(kind)
+    return struct.pack("!i", len(data)) + data
+
+
+def copy_rows(cur, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) -> int:
+    """Binary COPY of `rows` into `table` (columns: (name, text|jsonb|int4|vector))."""
+    buf = io.BytesIO()
+    buf.write(_COPY_HEADER)
+    count = struct.pack("!h", len(columns))
+    kinds = [k for _, k in columns]
+    n = 0
+    for row in rows:
+        buf.write(count)
+        for value, kind in zip(row, kinds, strict=True):
+            buf.write(_field(value, kind))
+        n += 1
+    buf.write(_COPY_TRAILER)
+    buf.seek(0)
+    cols = ", ".join(c for c, _ in columns)
+    cur.copy_expert(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT binary)", buf)
+    return n
+
+
+# -- namespace facts ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NamespaceInfo:
+    provider: str
+    model: str
+    dims: int
+
+
+def namespace_info(cur, namespace: str) -> NamespaceInfo | None:
+    """Provider, model and dimension of what the namespace holds (None: empty/unknown)."""
+    cur.execute("SELECT provider, model, dims FROM ai_embeddings WHERE namespace = %s LIMIT 1", (namespace,))
+    row = cur.fetchone()
+    return NamespaceInfo(row[0], row[1], int(row[2])) if row else None
+
+
+def existing(cur, namespace: str, hashes: Sequence[str]) -> dict[str, tuple[str | None, dict]]:
+    """content_hash -> (source, metadata) for the hashes already stored in the namespace."""
+    if not hashes:
+        return {}
+    cur.execute("SELECT content_hash, source, metadata FROM ai_embeddings "
+                "WHERE namespace = %s AND content_hash = ANY(%s)", (namespace, list(hashes)))
+    return {h: (s, m or {}) for h, s, m in cur.fetchall()}
+
+
+def relocate(cur, namespace: str, moves: Sequence[tuple[str, str | None, dict]]) -> int:
+    """Update source/metadata of unchanged chunks that moved (no embedding involved)."""
+    if not moves:
+        return 0
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS _tp_moves (content_hash text, source text, metadata jsonb) "
+                "ON COMMIT DELETE ROWS")
+    cur.execute("DELETE FROM _tp_moves")
+    copy_rows(cur, "_tp_moves", [("content_hash", "text"), ("source", "text"), ("metadata", "jsonb")], moves)
+    cur.execute("UPDATE ai_embeddings AS e SET source = m.source, metadata = m.metadata, updated_at = now() "
+                "FROM _tp_moves m WHERE e.namespace = %s AND e.content_hash = m.content_hash", (namespace,))
+    return cur.rowcount
+
+
+# -- staging queue ------------------------------------------------------------------------------
+
+_QUEUE_COLUMNS = [("job_id", "text"), ("target", "text"), ("namespace", "text"), ("content_hash", "text"),
+                  ("content", "text"), ("source", "text"), ("metadata", "jsonb"), ("tokens", "int4")]
+
+
+def enqueue(cur, job_id: str, target: str, namespace: str, chunks: Sequence[tuple[Chunk, str, str]]) -> int:
+    """Stage chunks for embedding: (chunk, content hash, stored content). Idempotent per job."""
+    if not chunks:
+        return 0
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS _tp_enqueue (job_id text, target text, namespace text, "
+                "content_hash text, content text, source text, metadata jsonb, tokens int) ON COMMIT DELETE ROWS")
+    cur.execute("DELETE FROM _tp_enqueue")
+    copy_rows(cur, "_tp_enqueue", _QUEUE_COLUMNS,
+              ((job_id, target, namespace, h, content, c.source, c.metadata, c.tokens) for c, h, content in chunks))
+    cur.execute("INSERT INTO ai_embedding_queue (job_id, target, namespace, content_hash, content, source, "
+                "metadata, tokens) SELECT job_id, target, namespace, content_hash, content, source, metadata, "
+                "tokens FROM _tp_enqueue ORDER BY ctid ON CONFLICT (job_id, namespace, content_hash) DO NOTHING")
+    return cur.rowcount
+
+
+@dataclass
+class QueuedChunk:
+    id: int
+    job_id: str
+    namespace: str
+    content_hash: str
+    content: str
+    source: str | None
+    metadata: dict
+    tokens: int
+    stored: bool  # already in ai_embeddings (another job got there first)
+
+
+def claim(cur, target: str, limit: int) -> list[QueuedChunk]:
+    """Lock up to `limit` of the oldest pending chunks for `target`, from any job. Rows
+    locked by another drainer are skipped, so drainers never wait for each other."""
+    cur.execute(
+        """
+        SELECT q.id, q.job_id, q.namespace, q.content_hash, q.content, q.source, q.metadata, q.tokens,
+               EXISTS (SELECT 1 FROM ai_embeddings e
+                        WHERE e.namespace = q.namespace AND e.content_hash = q.content_hash)
+          FROM ai_embedding_queue q
+         WHERE q.status = 'pending' AND q.target = %s
+         ORDER BY q.id
+         LIMIT %s
+           FOR UPDATE OF q SKIP LOCKED
+        """,
+        (target, limit),
+    )
+    return [QueuedChunk(*r) for r in cur.fetchall()]
+
+
+_EMB_COLUMNS = [("namespace", "text"), ("content", "text"), ("content_hash", "text"), ("source", "text"),
+                ("metadata", "jsonb"), ("provider", "text"), ("model", "text"), ("dims", "int4"),
+                ("embedding", "vector")]
+
+
+def upsert_embeddings(cur, rows: Sequence[tuple]) -> int:
+    """Rows: (namespace, content, content_hash, source, metadata, provider, model, dims, vector).
+    Returns how many were inserted (a row already present is left as it is)."""
+    if not rows:
+        return 0
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS _tp_embed (namespace text, content text, content_hash text, "
+                "source text, metadata jsonb, provider text, model text, dims int, embedding vector) "
+                "ON COMMIT DELETE ROWS")
+    cur.execute("DELETE FROM _tp_embed")
+    copy_rows(cur, "_tp_embed", _EMB_COLUMNS, rows)
+    cur.execute("INSERT INTO ai_embeddings (namespace, content, content_hash, source, metadata, provider, model, "
+                "dims, embedding) SELECT namespace, content, content_hash, source, metadata, provider, model, dims, "
+                "embedding FROM _tp_embed ORDER BY ctid ON CONFLICT (namespace, content_hash) DO NOTHING")
+    return cur.rowcount
+
+
+def finish(cur, done: Sequence[tuple[int, float]], failed: Sequence[tuple[int, str]]) -> None:
+    """Mark claimed rows done (with their share of the cost) or failed (with the reason)."""
+    rows = [(i, "done", None, c) for i, c in done] + [(i, "failed", e[:1000], 0.0) for i, e in failed]
+    if not rows:
+        return
+    psycopg2.extras.execute_values(
+        cur,
+        "UPDATE ai_embedding_queue AS q SET status = v.status, error = v.error, cost_usd = v.cost, "
+        "content = '', finished_at = now() FROM (VALUES %s) AS v(id, status, error, cost) WHERE q.id = v.id",
+        rows, template="(%s::bigint, %s, %s, %s::float8)", page_size=2000,
+    )
+
+
+@dataclass
+class JobStats:
+    pending: int = 0
+    done: int = 0
+    failed: int = 0
+    cost_usd: float = 0.0
+
+
+def job_stats(cur, job_id: str) -> JobStats:
+    cur.execute("SELECT status, count(*), coalesce(sum(cost_usd), 0) FROM ai_embedding_queue WHERE job_id = %s "
+                "GROUP BY status", (job_id,))
+    st = JobStats()
+    for status, n, cost in cur.fetchall():
+        setattr(st, status, int(n))
+        st.cost_usd += float(cost)
+    return st
+
+
+def job_failures(cur, job_id: str, limit: int = 50) -> list[tuple[str | None, str]]:
+    cur.execute("SELECT source, error FROM ai_embedding_queue WHERE job_id = %s AND status = 'failed' "
+                "ORDER BY id LIMIT %s", (job_id, limit))
+    return [(s, e or "failed") for s, e in cur.fetchall()]
+
+
+def purge_finished(cur, older_than_seconds: int = 86_400) -> int:
+    """Forget finished rows of old jobs (kept a while so a redelivered job counts the same)."""
+    cur.execute("DELETE FROM ai_embedding_queue WHERE (status <> 'pending' "
+                "AND finished_at < now() - make_interval(secs => %s)) "
+                # pending this long: its job is gone for good (no drainer for its target, or
+                # never redelivered); a job that comes back stages its chunks again
+                "OR (status = 'pending' AND enqueued_at < now() - make_interval(secs => %s))",
+                (older_than_seconds, 7 * older_than_seconds))
+    return cur.rowcount
+
+
+# -- roots and refresh --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Root:
+    id: int
+    root: str
+    options: dict
+
+
+def record_root(cur, namespace: str, root: str, options: dict) -> int:
+    cur.execute(
+        "INSERT INTO ai_embedding_sources (namespace, root, options) VALUES (%s, %s, %s) "
+        "ON CONFLICT (namespace, root) DO UPDATE SET options = EXCLUDED.options RETURNING id",
+        (namespace, root, psycopg2.extras.Json(options)),
+    )
+    return int(cur.fetchone()[0])
+
+
+def roots(cur, namespace: str) -> list[Root]:
+    cur.execute("SELECT id, root, options FROM ai_embedding_sources WHERE namespace = %s ORDER BY id", (namespace,))
+    return [Root(int(i), r, o or {}) for i, r, o in cur.fetchall()]
+
+
+def forget_root(cur, root_id: int) -> None:
+    cur.execute("DELETE FROM ai_embedding_sources WHERE id = %s", (root_id,))
+
+
+def mark_refreshed(cur, root_ids: Sequence[int]) -> None:
+    cur.execute("UPDATE ai_embedding_sources SET refreshed_at = now() WHERE id = ANY(%s)", (list(root_ids),))
+
+
+def stale_filter_sql() -> str:
+    return ("namespace = %(ns)s AND metadata ->> 'root_id' = ANY(%(roots)s) "
+            "AND content_hash NOT IN (SELECT unnest(%(keep)s::text[])) "
+            "AND NOT (coalesce(source, '') = ANY(%(protect)s))")
+
+
+def count_stale(cur, namespace: str, root_ids: Sequence[int], keep: Sequence[str], protect: Sequence[str]) -> int:
+    cur.execute(f"SELECT count(*) FROM ai_embeddings WHERE {stale_filter_sql()}",
+                {"ns": namespace, "roots": [str(r) for r in root_ids], "keep": list(keep), "protect": list(protect)})
+    return int(cur.fetchone()[0])
+
+
+def delete_stale(cur, namespace: str, root_ids: Sequence[int], keep: Sequence[str], protect: Sequence[str]) -> int:
+    """Delete the roots' chunks whose hash is no longer produced by their sources (sources
+    in `protect` could not be read this time and keep their chunks)."""
+    cur.execute(f"DELETE FROM ai_embeddings WHERE {stale_filter_sql()}",
+                {"ns": namespace, "roots": [str(r) for r in root_ids], "keep": list(keep), "protect": list(protect)})
+    return cur.rowcount
