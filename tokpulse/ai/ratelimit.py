@@ -22,6 +22,7 @@ the estimate is reconciled with the response's `usage` (refund or extra charge).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -205,9 +206,16 @@ class RateLimiter:
         deadline = time.monotonic() + max_wait
         while True:
             res = self.reserve(model, limits, tokens, max(0.0, deadline - time.monotonic()))
-            if res.wait > 0:
-                self._sleep(res.wait)
-            cool, epoch = self.state(model)
+            try:
+                if res.wait > 0:
+                    self._sleep(res.wait)
+                cool, epoch = self.state(model)
+            except BaseException:
+                # A time limit or a Redis error while waiting: give the slot back rather than
+                # leave a reservation nobody will use or reconcile.
+                with contextlib.suppress(Exception):
+                    self.refund(res)
+                raise
             if cool <= 0 and epoch == res.epoch:
                 return res
             # A 429 arrived while we slept: our slot was computed from a bucket the provider

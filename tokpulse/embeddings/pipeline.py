@@ -181,8 +181,12 @@ def _redactor(enabled: bool) -> Callable[[str], str]:
     if not enabled:
         return lambda s: s
     from tokpulse.privacy import get_privacy_guard
+    from tokpulse.settings import load_settings
 
-    guard = get_privacy_guard()
+    # The same guard the gateway uses: strict mode and custom patterns apply to the stored
+    # (and served) text exactly as they do to what the provider sees.
+    privacy = load_settings().agent.privacy
+    guard = get_privacy_guard(strict_mode=privacy.strict_mode, config=privacy)
     return guard.redact
 
 
@@ -239,7 +243,9 @@ def drain_once(embedder: Embedder, *, batch_size: int = DEFAULT_BATCH) -> DrainB
                             else:
                                 by_ns.setdefault(r.namespace, []).append(k)
                         billed = sum(max(1, todo[k].tokens) for ks in by_ns.values() for k in ks) or 1
-                        for ns, ks in by_ns.items():
+                        # Namespaces in a fixed order: the dims trigger takes a per-namespace
+                        # advisory lock, and two drainers taking them in opposite orders deadlock.
+                        for ns, ks in sorted(by_ns.items()):
                             cur.execute("SAVEPOINT ns_batch")
                             try:
                                 check_namespace_dims(cur, ns, out.dims, provider=out.provider, model=out.model)

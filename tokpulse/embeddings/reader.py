@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -138,9 +139,34 @@ def decode(data: bytes) -> str:
     return text.lstrip("\ufeff")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_str(value: str) -> str:
+    """Text Postgres can store: no NULs, and lone surrogates (undecodable file names, bad
+    job input) turned into U+FFFD, so one bad document is not a failed batch."""
+    value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = _SURROGATE.sub("\ufffd", value)  # a Python str holds only lone surrogates
+    return value
+
+
+def clean_json(value: Any) -> Any:
+    """`clean_str` over every string (keys included) of a JSON-shaped value."""
+    if isinstance(value, str):
+        return clean_str(value)
+    if isinstance(value, dict):
+        return {clean_str(str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
+
+
 def normalize_text(text: str) -> str:
-    """NFC, \\n line ends, no NULs: the form chunks are hashed and stored in."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    """NFC, \\n line ends, no NULs, no lone surrogates: the form chunks are hashed and stored in."""
+    text = clean_str(text.replace("\r\n", "\n").replace("\r", "\n"))
     return unicodedata.normalize("NFC", text)
 
 
@@ -204,9 +230,9 @@ def source_label(root: Path, path: Path) -> str:
     """How a file is named in results: relative to the root's parent (`docs/guide.md`)."""
     base = root.parent if root.is_dir() else path.parent
     try:
-        return path.relative_to(base).as_posix()
+        return clean_str(path.relative_to(base).as_posix())
     except ValueError:
-        return path.name
+        return clean_str(path.name)
 
 
 def read_paths(paths: Iterable[str | os.PathLike], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES,
@@ -276,6 +302,7 @@ def read_inline(documents: Iterable[Any], *, max_bytes: int = DEFAULT_MAX_FILE_B
                                        f"{type(d).__name__})"))
             continue
         source = d.get("source") if isinstance(d.get("source"), str) and d.get("source") else f"inline:{i}"
+        source = clean_str(source)
         text = d.get("text")
         if not isinstance(text, str):
             report.issues.append(Issue(source, "failed", "invalid",
@@ -297,5 +324,6 @@ def read_inline(documents: Iterable[Any], *, max_bytes: int = DEFAULT_MAX_FILE_B
             report.issues.append(Issue(source, "skipped", "empty", f"{source}: empty document; nothing to embed"))
             continue
         kind, lang = _kind_of(d.get("kind"), source)
-        report.documents.append(Document(text=text, source=source, kind=kind, language=lang, metadata=dict(meta)))
+        report.documents.append(Document(text=text, source=source, kind=kind, language=lang,
+                                         metadata=clean_json(dict(meta))))
     return report

@@ -143,3 +143,28 @@ def test_a_429_accounts_for_reservations_not_yet_answered(limiter_pair):
     with pytest.raises(RateLimitWait) as err:
         b.reserve("m", lim, 1000, max_wait=0)
     assert err.value.seconds == pytest.approx(12.0, abs=0.3)
+
+
+def test_a_wait_interrupted_by_a_time_limit_gives_its_slot_back(redis_client):
+    """SoftTimeLimitExceeded (or a Redis error) while sleeping for a reservation refunds it,
+    so the next caller is not queued behind a call that will never happen."""
+    prefix = f"tokpulse:test:{uuid.uuid4().hex[:8]}:rl:"
+
+    class Interrupted(BaseException):
+        pass
+
+    def sleep(seconds: float) -> None:
+        raise Interrupted
+
+    lim = Limits(rpm=600, tpm=6000)  # 100 tokens/s
+    a = RateLimiter(redis_client, prefix=prefix, headroom=0.0, burst=1.0, sleep=sleep)
+    b = RateLimiter(redis_client, prefix=prefix, headroom=0.0, burst=1.0)
+    try:
+        assert b.reserve("m", lim, 6000, max_wait=0).wait == 0  # bucket empty now
+        with pytest.raises(Interrupted):
+            a.acquire("m", lim, 500, max_wait=30)  # would wait ~5 s; interrupted while waiting
+        # Without the refund this would queue behind the abandoned 500 tokens (~10 s).
+        assert b.reserve("m", lim, 500, max_wait=30).wait == pytest.approx(5.0, abs=0.3)
+    finally:
+        for k in redis_client.scan_iter(match=prefix + "*"):
+            redis_client.delete(k)

@@ -257,3 +257,28 @@ def test_job_waits_for_its_chunks_held_by_another_drainer(embedder, namespace):
         t.join(10)
     assert result["stats"].done == 1 and embedder.calls == []
     assert len(rows(namespace)) == 1
+
+
+def test_bad_characters_in_one_document_do_not_fail_the_batch(tmp_path, embedder, namespace):
+    """A lone surrogate or NUL in text, source or metadata, and an undecodable file name,
+    are cleaned (U+FFFD / dropped) instead of failing every document in the job."""
+    d = tmp_path / "odd"
+    d.mkdir()
+    (d / "good.md").write_text("# Good\n\nA perfectly ordinary document about deployments.\n")
+    with open(os.fsencode(d) + b"/bad\xff.md", "w") as fh:
+        fh.write("# Odd name\n\nThe file name is not valid UTF-8.\n")
+    docs = [
+        {"text": "lone \udcff surrogate in the text", "source": "inline-a"},
+        {"text": "a NUL in the source name", "source": "inline\x00b"},
+        {"text": "bad metadata values", "source": "inline-c", "metadata": {"k\x00": "v\udcff", "n": [1, "\x00"]}},
+    ]
+    from_paths = ingest(namespace, paths=[str(d)], embedder=embedder)
+    inline = ingest(namespace, documents=docs, embedder=embedder)
+    assert from_paths.failed == 0 and inline.failed == 0
+    stored = rows(namespace)
+    sources = {r["source"] for r in stored}
+    assert "odd/good.md" in sources and "odd/bad\ufffd.md" in sources
+    assert "inlineb" in sources
+    assert any("\ufffd" in r["content"] for r in stored)
+    meta = [r["metadata"] for r in stored if r["source"] == "inline-c"][0]
+    assert meta.get("k") == "v\ufffd"
