@@ -11,10 +11,11 @@ What it does, in one run:
    the namespace filter has something to filter): texts are ~800-character pieces of the
    Python sources and docs installed on this machine, vectors come from a fixed fast
    embedder (hashed bag of words + character trigrams, 384 dimensions, unit length). The
-   load is the documented pgvector bulk path: binary COPY with the HNSW index dropped, then
-   the index is rebuilt with exactly the definition of migration 0001 (m=16,
-   ef_construction=64); the dimension trigger of 0002 is disabled for the load only (it is
-   a per-row check that would dominate the load time; the rows are all of one dimension).
+   load is the product's own path for a new namespace (tokpulse.embeddings.store): the
+   namespace gets its partition, rows arrive by binary COPY, then the partition's HNSW
+   index is built (store.HNSW_M, store.HNSW_EF_CONSTRUCTION) and the partition analysed.
+   These vectors are a hard case for HNSW: hashed features spread every text over all 384
+   dimensions, so neighbours are far less clustered than a language model's.
 3. Times the product's search functions (tokpulse.embeddings.search) on Q queries: the
    vector path (HNSW, the ef_search the product sets), the hybrid path (vector + full text
    + RRF in one statement) and the keyword path, each measured per query from the call to
@@ -193,36 +194,28 @@ def pct(values: Sequence[float], p: float) -> float:
 
 # -- the search bench ------------------------------------------------------------------------------
 
-HNSW_384 = (
-    "CREATE INDEX ai_embeddings_hnsw_384 ON ai_embeddings "
-    "USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE dims = 384"
-)
-
-
 def load(url: str, texts: list[str], vectors: np.ndarray, namespace: str, other: int) -> float:
+    """The product's bulk path for a new namespace (tokpulse.embeddings.store): its own
+    partition, binary COPY of the rows, then the HNSW index built over them (plus ANALYZE)."""
     import psycopg2
+    from pgvector.psycopg2 import register_vector
 
+    from tokpulse.embeddings import store
     from tokpulse.embeddings.chunking import content_hash
-    from tokpulse.embeddings.store import _EMB_COLUMNS, copy_rows
 
     t0 = time.perf_counter()
     conn = psycopg2.connect(url)
-    with conn, conn.cursor() as cur:
-        cur.execute("ALTER TABLE ai_embeddings DISABLE TRIGGER ai_embeddings_one_dims_per_namespace")
-        cur.execute("DROP INDEX ai_embeddings_hnsw_384")
-        rows = []
-        for i, (t, v) in enumerate(zip(texts, vectors, strict=True)):
-            ns = namespace if i >= other else namespace + "-other"
-            rows.append((ns, t, content_hash(t), f"corpus/{i}", {"chunk": i}, "bench", "hash-384", DIMS, v))
-        copy_rows(cur, "ai_embeddings", _EMB_COLUMNS, rows)
-    with conn, conn.cursor() as cur:
-        cur.execute("SET maintenance_work_mem = '1GB'")
-        cur.execute("SET max_parallel_maintenance_workers = 1")
-        cur.execute(HNSW_384)
-        cur.execute("ALTER TABLE ai_embeddings ENABLE TRIGGER ai_embeddings_one_dims_per_namespace")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("VACUUM ANALYZE ai_embeddings")
+    register_vector(conn)
+    for ns, lo, hi in ((namespace + "-other", 0, other), (namespace, other, len(texts))):
+        with conn, conn.cursor() as cur:
+            assert store.ensure_partition(cur, ns) == store.partition_name(ns)
+        with conn, conn.cursor() as cur:
+            rows = [(ns, texts[i], content_hash(texts[i]), f"corpus/{i}", {"chunk": i}, "bench", "hash-384", DIMS,
+                     vectors[i]) for i in range(lo, hi)]
+            store.copy_rows(cur, store.partition_name(ns), store._EMB_COLUMNS, rows)
+        with conn, conn.cursor() as cur:
+            built = store.ensure_vector_index(cur, ns)
+            assert built is not None and built.rows == hi - lo
     conn.close()
     return time.perf_counter() - t0
 
@@ -256,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with bench_database() as url:
         secs = load(url, texts, vectors, ns, other)
-        print(f"load: {len(texts)} rows by binary COPY + HNSW build (m=16, ef_construction=64) in {secs:.1f}s")
+        from tokpulse.embeddings import store
+
+        print(f"load: {len(texts)} rows by binary COPY + HNSW build (m={store.HNSW_M}, ef_construction="
+              f"{store.HNSW_EF_CONSTRUCTION}) in {secs:.1f}s")
         use_database(url)
         from tokpulse.embeddings.search import hybrid_search, keyword_search, vector_search, vector_sql
         from workers import db
@@ -293,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         with db.transaction() as cur:
             cur.execute("EXPLAIN " + vector_sql(DIMS), {"q": qv[0], "ns": ns, "k": args.limit})
             plan = " ".join(r[0] for r in cur.fetchall())
-        uses = "ai_embeddings_hnsw_384" in plan
+        uses = f"{store.partition_name(ns)}_hnsw" in plan
         print(
             f"queries: {len(queries)} (8-word phrases from random chunks), limit {args.limit}, namespace "
             f"{len(texts) - other} rows of {len(texts)} ({other} in another namespace)"

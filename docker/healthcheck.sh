@@ -5,6 +5,7 @@
 #   tokpulse-healthcheck worker POOL   this container's worker node POOL@$HOSTNAME answers a ping
 #   tokpulse-healthcheck beat          Redis answers and a beat holds the RedBeat lock
 #   tokpulse-healthcheck flower PORT   Flower's /healthcheck answers (it needs no auth)
+#   tokpulse-healthcheck api PORT      the search API's /healthz answers 200 (its database answers)
 #
 # compose.yaml spells the worker check out inline (celery inspect ping) so the pool name
 # is visible there; this script is the same check for `docker run` and for debugging.
@@ -42,8 +43,13 @@ PY
     port="${2:-5555}"
     exec python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:${port}/healthcheck', timeout=5).status == 200 else 1)"
     ;;
+  api)
+    port="${2:-8080}"
+    # urlopen raises on a 503 (database down), which exits non-zero: unhealthy.
+    exec python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:${port}/healthz', timeout=8).status == 200 else 1)"
+    ;;
   *)
-    echo "usage: tokpulse-healthcheck worker POOL | beat | flower [PORT]" >&2
+    echo "usage: tokpulse-healthcheck worker POOL | beat | flower [PORT] | api [PORT]" >&2
     exit 2
     ;;
 esac

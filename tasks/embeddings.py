@@ -17,7 +17,8 @@ staged per (job id, namespace, content hash) and stored with ON CONFLICT on
 (namespace, content hash); see tokpulse.embeddings.pipeline for the batcher. A shared
 rate limit that would hold a job longer than `ai.max_wait_seconds` re-schedules it
 instead of holding the worker slot; its staged chunks wait (or are drained by other
-jobs) meanwhile. Documents and queries may be personal data: their arguments are kept out
+jobs) meanwhile. Such deferrals have their own cap and leave `max_retries` for real
+failures (tokpulse.ai.deferral). Documents and queries may be personal data: their arguments are kept out
 of events and logs."""
 
 from __future__ import annotations

@@ -27,6 +27,16 @@ def prune_history(job_run_days: int = JOB_RUN_RETENTION_DAYS, outbox_days: int =
     return {"job_runs_deleted": runs, "alerts_deleted": alerts}
 
 
+def nightly_housekeeping(job_run_days: int = JOB_RUN_RETENTION_DAYS, outbox_days: int = OUTBOX_RETENTION_DAYS) -> dict:
+    """Prune history, and build the vector index of any namespace whose load ended without
+    one (see tokpulse.embeddings.pipeline.build_missing_indexes)."""
+    from tokpulse.embeddings.pipeline import build_missing_indexes
+
+    out = prune_history(job_run_days, outbox_days)
+    out["vector_indexes_built"] = [b.namespace for b in build_missing_indexes()]
+    return out
+
+
 @fleet_task(app, names.PRUNE_HISTORY, idempotent=True, record_run=True)
 def prune_history_task(job_run_days: int = JOB_RUN_RETENTION_DAYS, outbox_days: int = OUTBOX_RETENTION_DAYS):
-    return prune_history(int(job_run_days), int(outbox_days))
+    return nightly_housekeeping(int(job_run_days), int(outbox_days))

@@ -40,6 +40,12 @@ def _dsn() -> str:
     return url
 
 
+def database_url() -> str:
+    """This process's DATABASE_URL (for a connection kept outside the pool); a one-line
+    error saying how to set it when it is missing."""
+    return _dsn()
+
+
 def init_pool(*, maxconn: int = 4, application_name: str | None = None, dsn: str | None = None) -> None:
     """(Re)create this process's pool. Safe to call again after a fork."""
     global _pool, _pool_pid

@@ -308,8 +308,8 @@ def test_migrate_is_a_one_shot_that_waits_for_postgres():
 
 def test_every_fleet_command_exists_in_the_cli():
     fleet = _fleet_services()
-    # migrate, beat, flower and one per pool
-    assert len(fleet) >= len(POOLS) + 3, sorted(fleet)
+    # migrate, beat, flower, api and one per pool
+    assert len(fleet) >= len(POOLS) + 4, sorted(fleet)
     for name, svc in fleet.items():
         assert "entrypoint" not in svc, f"{name}: the image's entrypoint is `tokpulse`"
         assert _command(svc), f"{name}: no command"
@@ -458,10 +458,52 @@ def test_flower_is_loopback_only_and_authenticated():
     assert "/healthcheck" in test or f"tokpulse-healthcheck flower {port}" in test, test
 
 
-def test_only_flower_publishes_ports():
-    flowers = set(_services_running("flower"))
+def test_only_flower_and_the_api_publish_ports_and_only_on_loopback():
+    flowers, apis = _services_running("flower"), _services_running("api")
+    assert len(flowers) == 1 and len(apis) == 1, f"flower services: {flowers}; api services: {apis}"
+    expected = {flowers[0], apis[0]}
     publishing = {n for n, svc in _services().items() if svc.get("ports")}
-    assert publishing <= flowers, f"services publishing ports: {sorted(publishing - flowers)}"
+    assert publishing == expected, f"services publishing ports: {sorted(publishing)}; want {sorted(expected)}"
+    for name in publishing:
+        for host_ip, _published_port, target in _published(_services()[name]):
+            assert host_ip == "127.0.0.1", (
+                f"{name}: port {target} must bind the host's loopback only, not {host_ip or 'all interfaces'}"
+            )
+
+
+def test_api_service_runs_the_cli_command_on_its_published_port():
+    apis = _services_running("api")
+    assert len(apis) == 1, f"api services: {apis}"
+    name = apis[0]
+    svc = _services()[name]
+    port = _parsed(name).port
+    # Without --port the API takes a free port recorded in ports.json: nothing to publish.
+    assert port is not None, f"{name}: `tokpulse api` needs --port to match the published port"
+    ports = _published(svc)
+    assert ports and all(target == str(port) for _, _, target in ports), (
+        f"{name}: published targets {[t for _, _, t in ports]} != `tokpulse api --port {port}`"
+    )
+    # `tokpulse api` listens on TOKPULSE_BIND; in the container that must be every interface.
+    assert _env(svc).get("TOKPULSE_BIND") == "0.0.0.0", f"{name}: TOKPULSE_BIND must be 0.0.0.0 in the container"
+    assert "FLOWER_BASIC_AUTH" not in _env(svc), "only Flower gets its credentials"
+    deps = _depends(svc)
+    assert deps.get("migrate") == "service_completed_successfully", f"{name}: {deps}"
+    for store in STORES:  # tokens and vectors in Postgres; the gateway's limits and cache in Redis
+        assert deps.get(store) == "service_healthy", f"{name} must wait for a healthy {store}: {deps}"
+    assert (svc.get("deploy") or {}).get("replicas", 1) == 1, f"{name}: a published port allows one replica"
+
+
+def test_api_healthcheck_asks_healthz():
+    apis = _services_running("api")
+    assert apis, "no service runs `tokpulse api`"
+    name = apis[0]
+    port = _parsed(name).port
+    test = _healthcheck_test(_services()[name])
+    assert "/healthz" in test or f"tokpulse-healthcheck api {port}" in test, test
+    if "tokpulse-healthcheck api" in test:
+        script = HEALTHCHECK_SH.read_text(encoding="utf-8")
+        role = re.search(r"^\s*api\)\s*$(.*?)^\s*;;", script, re.M | re.S)
+        assert role and "/healthz" in role.group(1), "tokpulse-healthcheck api must request /healthz"
 
 
 def test_agent_config_mounted_into_the_fleet_exists_and_is_valid():

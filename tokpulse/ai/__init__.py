@@ -11,7 +11,7 @@ accounted path.
 
     # in a bound Celery task:
     except RateLimitWait as exc:
-        raise defer_task(self, exc)    # retry later instead of holding the worker slot
+        raise defer_task(self, exc) from None  # run again later; does not use up max_retries
 
 Every request is redacted by the privacy guard first (reversible for chat), answered from
 the cache when possible, checked against MONTHLY_BUDGET, admitted by the fleet-wide Redis
@@ -24,13 +24,14 @@ from tokpulse.ai.client import (
     EmbedResult,
     Gateway,
     check_namespace_dims,
-    defer_task,
     get_gateway,
     reset_gateway,
 )
+from tokpulse.ai.deferral import defer_task
 from tokpulse.ai.errors import (
     AIError,
     BudgetExceeded,
+    DeferralLimitReached,
     DimensionMismatch,
     MalformedResponse,
     NoProvider,
@@ -45,6 +46,7 @@ __all__ = [
     "AIError",
     "BudgetExceeded",
     "ChatResult",
+    "DeferralLimitReached",
     "DimensionMismatch",
     "EmbedResult",
     "Gateway",

@@ -8,7 +8,6 @@ any other way."""
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import threading
@@ -81,13 +80,13 @@ class ChatResult:
 
 def check_namespace_dims(cur, namespace: str, dims: int, *, provider: str = "?", model: str = "?") -> None:
     """Raise `DimensionMismatch` when `namespace` in ai_embeddings holds vectors of another size.
-    (The database enforces the same rule with a trigger; this fails before any spend.)"""
-    cur.execute(
-        "SELECT dims, provider, model FROM ai_embeddings WHERE namespace = %s AND dims <> %s LIMIT 1",
-        (namespace, dims),
-    )
+    (The database enforces the same rule -- a trigger in the DEFAULT partition, the vector
+    index's cast in a namespace's own -- this fails before any spend.)"""
+    # Every row of a namespace has one dimension (the rule itself), so any one row tells:
+    # one index probe, where `dims <> %s` would scan a whole namespace partition.
+    cur.execute("SELECT dims, provider, model FROM ai_embeddings WHERE namespace = %s LIMIT 1", (namespace,))
     row = cur.fetchone()
-    if row:
+    if row and int(row[0]) != int(dims):
         raise DimensionMismatch(
             f"namespace {namespace!r} holds {row[0]}-dim vectors ({row[1]}/{row[2]}); refusing {dims}-dim "
             f"vectors from {provider}/{model} (use another namespace or re-embed this one)"
@@ -750,13 +749,3 @@ def reset_gateway() -> None:
     global _gateway
     with _gateway_lock:
         _gateway = None
-
-
-def defer_task(task, exc: RateLimitWait, *, max_deferrals: int = 100):
-    """For a bound Celery task: re-schedule it after the wait instead of holding the worker slot.
-
-    except RateLimitWait as exc:
-        raise defer_task(self, exc)
-    """
-    countdown = exc.countdown + random.uniform(0, min(5.0, max(1.0, exc.seconds * 0.1)))
-    return task.retry(countdown=math.ceil(countdown), exc=exc, max_retries=max_deferrals)

@@ -12,9 +12,9 @@ class RateLimitWait(AIError):
     """The shared rate limit would hold this caller longer than `ai.max_wait_seconds`.
 
     Nothing was sent and nothing was reserved. A Celery task should re-schedule itself
-    instead of holding its worker slot: `raise self.retry(countdown=exc.seconds)` (see
-    `tokpulse.ai.defer_task`). Work finished before the wait (embedding batches) is cached,
-    so the retry does not pay for it again."""
+    instead of holding its worker slot: `raise defer_task(self, exc)` (tokpulse.ai.deferral;
+    unlike `self.retry()` it leaves the task's retries for real failures). Work finished
+    before the wait (embedding batches) is cached, so the retry does not pay for it again."""
 
     def __init__(self, seconds: float, model: str, reason: str = "rate limit"):
         self.seconds = max(0.0, float(seconds))
@@ -28,6 +28,11 @@ class RateLimitWait(AIError):
     def countdown(self) -> int:
         """Whole seconds to wait before trying again (at least 1)."""
         return max(1, int(self.seconds + 0.999))
+
+
+class DeferralLimitReached(AIError):
+    """A task re-scheduled itself for the shared rate limit as often as `defer_task` allows
+    and would still have to wait."""
 
 
 class BudgetExceeded(AIError):

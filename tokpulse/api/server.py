@@ -1,16 +1,18 @@
 """`tokpulse api`: the search endpoint (the spec's `search-ai` function) over HTTP.
 
     POST /search   Authorization: Bearer tpk_...   {"query", "namespace", "limit"?, "threshold"?, "hybrid"?}
-    GET  /healthz  no auth: {"status": "ok"} when the database answers
+    GET  /healthz  no auth: {"status": "ok"} when the database answers, else 503
 
 Tornado (already installed as Flower's dependency; a long-maintained server) runs the
 event loop; searches and token checks are blocking psycopg2/gateway work, so they run in
-a small thread pool. Errors are JSON `{"error": {"code", "message"}}`: 400 bad JSON,
-401 missing/bad token (with `WWW-Authenticate: Bearer`), 403 namespace outside the
-token's scope, 404/405 unknown route/method, 413 body too large, 422 invalid request
-(e.g. a query over the length limit), 409 model mismatch, 429/503 provider limits. An
-unknown namespace inside the token's scope answers 200 with no results. Tokens never
-appear in logs (the access log has method, path, status and time only)."""
+a small thread pool. The health check has its own thread and DB connection
+(tokpulse/api/health.py), so busy searches never make it time out. Errors are JSON
+`{"error": {"code", "message"}}`: 400 bad JSON, 401 missing/bad token (with
+`WWW-Authenticate: Bearer`), 403 namespace outside the token's scope, 404/405 unknown
+route/method, 413 body too large, 422 invalid request (e.g. a query over the length
+limit), 409 model mismatch, 429/503 provider limits. An unknown namespace inside the
+token's scope answers 200 with no results. Tokens never appear in logs (the access log
+has method, path, status and time only)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Any
 import tornado.httpserver
 import tornado.web
 
+from tokpulse.api.health import HealthCheck
 from tokpulse.api.tokens import TokenVerifier
 from tokpulse.settings import Settings
 
@@ -71,14 +74,9 @@ class NotFound(_Base):
 
 class Health(_Base):
     async def get(self) -> None:
-        from workers import db
-
-        def ping() -> None:
-            with db.transaction() as cur:
-                cur.execute("SELECT 1")
-
+        # Not self.blocking(): that is the search pool, which slow searches can fill.
         try:
-            await self.blocking(ping)
+            await self.ctx["health"].check()
         except Exception as exc:  # noqa: BLE001 - reported as unhealthy
             self.send_json(503, {"status": "unavailable", "error": type(exc).__name__})
             return
@@ -127,9 +125,13 @@ class Search(_Base):
         self.send_json(200, result)
 
 
-def make_app(*, embedder, verifier: TokenVerifier | None = None, executor=None) -> tornado.web.Application:
+def make_app(*, embedder, verifier: TokenVerifier | None = None, executor=None,
+             health: HealthCheck | None = None) -> tornado.web.Application:
+    """The API's routes. `executor` runs searches and token checks; `health` answers
+    /healthz on its own thread and connection."""
     ctx = {"embedder": embedder, "verifier": verifier or TokenVerifier(),
-           "executor": executor or ThreadPoolExecutor(THREADS, thread_name_prefix="api")}
+           "executor": executor or ThreadPoolExecutor(THREADS, thread_name_prefix="api"),
+           "health": health or HealthCheck()}
     return tornado.web.Application(
         [(r"/search", Search, {"ctx": ctx}), (r"/healthz", Health, {"ctx": ctx})],
         default_handler_class=NotFound, default_handler_args={"ctx": ctx},
@@ -149,7 +151,8 @@ def api_url(settings: Settings, port: int) -> str:
 
 
 async def _serve(settings: Settings, port: int, embedder) -> None:
-    app = make_app(embedder=embedder)
+    health = HealthCheck()
+    app = make_app(embedder=embedder, health=health)
     server = tornado.httpserver.HTTPServer(app, max_body_size=HARD_BODY_BYTES, idle_connection_timeout=60)
     server.listen(port, address=settings.bind)
     print(f"tokpulse api: listening on {api_url(settings, port)} (POST /search, Bearer token)", flush=True)
@@ -160,6 +163,7 @@ async def _serve(settings: Settings, port: int, embedder) -> None:
     await stop.wait()
     server.stop()
     await server.close_all_connections()
+    health.close()
 
 
 def cmd_api(args, settings: Settings) -> int:

@@ -156,13 +156,16 @@ def _pack(section: Section, max_tokens: int, overlap: int) -> list[tuple[str, in
     trail_line = " > ".join(section.trail)
     prefix_cost = count_tokens(trail_line) + 2 if trail_line else 0
     budget = max(MIN_BODY_TOKENS, max_tokens - prefix_cost)
-    blocks: list[Block] = []
-    for b in section.blocks:
-        if not b.text.strip():
-            continue
-        blocks.extend(_split_block(b, budget) if _tok(b) > budget else [b])
-    if not blocks:
+    kept = [b for b in section.blocks if b.text.strip()]
+    if not kept:
         return []
+    # A section that surely fits (a token is at least one byte) is one chunk: the loop below
+    # would end the same way, and counting its blocks' tokens is most of chunking's time.
+    if sum(len(b.text.encode("utf-8", "surrogatepass")) + 1 for b in kept) <= budget:
+        return [(_join(kept), kept[0].start, kept[-1].end, kept[0].is_heading)]
+    blocks: list[Block] = []
+    for b in kept:
+        blocks.extend(_split_block(b, budget) if _tok(b) > budget else [b])
     chunks: list[tuple[str, int, int, bool]] = []
     cur: list[Block] = []
     cur_tokens = 0

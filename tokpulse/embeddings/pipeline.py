@@ -201,16 +201,23 @@ class DrainBatch:
     jobs: int
 
 
+def _fails_the_batch(exc: Exception) -> bool:
+    """A non-transient error that is about these inputs (the provider refused the request's
+    content: 400/413/422, or an answer that cannot be used) fails the claimed chunks. Anything
+    else -- bad credentials, an unknown or missing model, no provider, no privacy guard -- is
+    about the setup: the chunks go back to pending (the transaction rolls back) and the job
+    fails with the error, so fixing the setup and re-running loses nothing, and other jobs'
+    chunks that travelled in the same batch are not marked failed for it."""
+    from tokpulse.ai import MalformedResponse, ProviderError
+
+    if isinstance(exc, MalformedResponse):
+        return True
+    return isinstance(exc, ProviderError) and getattr(exc, "status", None) in (400, 413, 422)
+
+
 def drain_once(embedder: Embedder, *, batch_size: int = DEFAULT_BATCH) -> DrainBatch | None:
     """Claim one batch of pending chunks (any job), embed, upsert, mark. None: nothing to claim."""
-    from tokpulse.ai import (
-        AIError,
-        DimensionMismatch,
-        ProviderError,
-        ProviderUnavailable,
-        RateLimitWait,
-        check_namespace_dims,
-    )
+    from tokpulse.ai import AIError, DimensionMismatch, check_namespace_dims
     from workers import db
 
     with db.connection() as conn:
@@ -220,6 +227,14 @@ def drain_once(embedder: Embedder, *, batch_size: int = DEFAULT_BATCH) -> DrainB
                 if not rows:
                     conn.rollback()
                     return None
+                # Chunks another job stored since they were staged: done, nothing to embed.
+                by_ns_rows: dict[str, list[store.QueuedChunk]] = {}
+                for r in rows:
+                    by_ns_rows.setdefault(r.namespace, []).append(r)
+                for ns, rs in by_ns_rows.items():
+                    have = store.existing(cur, ns, [r.content_hash for r in rs])
+                    for r in rs:
+                        r.stored = r.content_hash in have
                 todo = [r for r in rows if not r.stored]
                 done: list[tuple[int, float]] = [(r.id, 0.0) for r in rows if r.stored]
                 failed: list[tuple[int, str]] = []
@@ -227,11 +242,9 @@ def drain_once(embedder: Embedder, *, batch_size: int = DEFAULT_BATCH) -> DrainB
                 if todo:
                     try:
                         out: EmbedBatch | None = embedder.embed([r.content for r in todo])
-                    except (RateLimitWait, ProviderUnavailable):
-                        raise  # transient: the rows go back to pending with the rollback
-                    except (ProviderError, DimensionMismatch, AIError) as exc:
-                        if getattr(exc, "transient", False):
-                            raise
+                    except AIError as exc:
+                        if getattr(exc, "transient", False) or not _fails_the_batch(exc):
+                            raise  # the rows go back to pending with the rollback
                         out = None
                         failed += [(r.id, str(exc)) for r in todo]
                     if out is not None:
@@ -243,11 +256,13 @@ def drain_once(embedder: Embedder, *, batch_size: int = DEFAULT_BATCH) -> DrainB
                             else:
                                 by_ns.setdefault(r.namespace, []).append(k)
                         billed = sum(max(1, todo[k].tokens) for ks in by_ns.values() for k in ks) or 1
-                        # Namespaces in a fixed order: the dims trigger takes a per-namespace
-                        # advisory lock, and two drainers taking them in opposite orders deadlock.
+                        # Namespaces in a fixed order: each takes its namespace lock (one writer
+                        # decides an empty namespace's dimension), and two drainers taking them in
+                        # opposite orders would deadlock.
                         for ns, ks in sorted(by_ns.items()):
                             cur.execute("SAVEPOINT ns_batch")
                             try:
+                                store.lock_namespace(cur, ns)
                                 check_namespace_dims(cur, ns, out.dims, provider=out.provider, model=out.model)
                                 store.upsert_embeddings(cur, [
                                     (ns, todo[k].content, todo[k].content_hash, todo[k].source, todo[k].metadata,
@@ -281,6 +296,8 @@ def stage_and_wait(embedder: Embedder, job_id: str, namespace: str, staged: Sequ
     from workers import db
 
     with db.transaction() as cur:
+        store.ensure_partition(cur, namespace)  # a new namespace: its own table, loaded before it is indexed
+    with db.transaction() as cur:
         store.purge_finished(cur)
         store.enqueue(cur, job_id, embedder.target, namespace, staged)
     if options.linger_seconds > 0:
@@ -292,9 +309,40 @@ def stage_and_wait(embedder: Embedder, job_id: str, namespace: str, staged: Sequ
         if progress is not None:
             progress(already_done + stats.done + stats.failed, total, "embedding")
         if stats.pending == 0:
+            if progress is not None:
+                progress(already_done + stats.done + stats.failed, total, "indexing")
+            with db.transaction() as cur:
+                # The last job loading a new namespace builds its index: one built while
+                # another job is still loading would take that job's rows one by one.
+                built = None if store.namespace_loading(cur, namespace) else store.ensure_vector_index(cur, namespace)
+            if built is not None:
+                log.info("built the vector index of namespace %r: %d rows of %d dims in %.1fs", namespace,
+                         built.rows, built.dims, built.seconds)
             return stats
         if batch is None:
             time.sleep(poll_seconds)  # our remaining rows are in another drainer's batch
+
+
+def build_missing_indexes(*, idle_seconds: int = 3600) -> list[store.IndexBuild]:
+    """Build the vector index of every namespace partition that has none and no chunk staged
+    in the last `idle_seconds` (its load ended without the index: the job died after its
+    last batch). Nightly housekeeping calls it; a namespace still loading is left alone."""
+    from workers import db
+
+    with db.transaction() as cur:
+        namespaces = store.unbuilt_namespaces(cur)
+        cur.execute("SELECT DISTINCT namespace FROM ai_embedding_queue WHERE status = 'pending' "
+                    "AND enqueued_at > now() - make_interval(secs => %s)", (idle_seconds,))
+        loading = {r[0] for r in cur.fetchall()}
+    built = []
+    for ns in namespaces:
+        if ns in loading:
+            continue
+        with db.transaction() as cur:
+            b = store.ensure_vector_index(cur, ns)
+        if b is not None:
+            built.append(b)
+    return built
 
 
 # -- ingest and refresh ------------------------------------------------------------------------------

@@ -1,22 +1,36 @@
 """Search over `ai_embeddings`: vector (cosine, HNSW), keyword (Postgres full text) and
 hybrid (reciprocal rank fusion of the two).
 
-Every query filters on the namespace. The vector side uses the partial HNSW index of the
-namespace's dimension, which the query hits only with the index's own expression and
-predicate: `ORDER BY (embedding::vector(384)) <=> $q ... WHERE dims = 384` (the same for
-1536; other dimensions are searched exactly). pgvector's iterative index scan keeps
-returning candidates when the namespace filter removes some, so a small namespace in a
-large table still gets its `limit` results.
+Every query filters on the namespace, which prunes it to the namespace's partition
+(migration 0004). The vector side repeats the HNSW index's expression, the cast to the
+namespace's dimension (`ORDER BY (embedding::vector(384)) <=> $q`; `halfvec` above 2,000
+dimensions; see store.vector_expr): a namespace the pipeline created has its own graph,
+so no candidate is thrown away by the filter; a namespace in the DEFAULT partition uses
+its partial per-dimension index (384, 1536; `WHERE dims = 384` is in every query), where
+pgvector's iterative index scan keeps returning candidates when the namespace filter
+removes some. A namespace still loading (no index yet) is searched exactly.
 
-The keyword side matches any of the query's lexemes (English stemming, stop words
-dropped: `plainto_tsquery` with its ANDs turned into ORs, so a long natural-language
-question is not required to match every word) against the stored `fts` column (GIN) and
-ranks by the inverse document frequency of the words matched (see
+The keyword side matches the query's lexemes (English stemming, stop words dropped; a
+long natural-language question is not required to match every word) against the stored
+`fts` column (GIN) and ranks by the inverse document frequency of the words matched (see
 `_keyword_candidates_sql`), with `ts_rank` as a tie-break.
 
-Hybrid: each side returns its top `candidates` (at least 4 x limit); a result's score is
-sum(1 / (60 + rank)) over the sides it appears on (RRF, k = 60, as in Cormack et al.); a
-keyword-side hit must carry half of the query's IDF (KEYWORD_MIN_COVERAGE).
+Hybrid: each side returns its top `candidates` (at least 4 x limit); a keyword-side hit
+must carry half of the query's IDF (KEYWORD_MIN_COVERAGE). A result's score is weighted
+reciprocal rank fusion, sum(w / (RRF_K + rank)) over the sides it appears on, with
+RRF_K = 10 and w = 3 for the vector side, 1 for the keyword side. Not Cormack et al.'s
+k = 60 with equal weights: there rank 10 scores only 13% less than rank 1 while a second
+list doubles the score, so a middling vector hit sharing a word or two with the query
+outranked the vector side's best, and on bench/retrieval_quality.py hybrid (nDCG@10 0.735)
+lost to vector alone (0.753; keyword alone 0.571). k = 10 makes the rank within the first
+page count, and 3 : 1 reflects that the keyword list is the weaker one: keyword rank 1
+lifts a vector hit from rank <= 6 to the top, while a keyword-only hit (1/11, as much as
+vector rank 23) reaches the first page only when the vector side has few matches (e.g. a
+high `threshold`) and otherwise comes further down. The settings were chosen on the
+bench's tuning half (even query index) over k in {3..60} x w in {1..8}: w 3-4 with
+k 5-10 is a plateau (0.715-0.718, vector 0.714) and 3 : 1, k = 10 lies inside it. Held-out
+half: hybrid 0.804, vector 0.792, keyword 0.615; all 80 queries: 0.760, 0.753, 0.571.
+Candidate depth (10 to 200) and giving tied keyword scores one rank changed nothing there.
 `threshold` is a minimum cosine similarity for vector-side matches; keyword matches are
 kept whatever their similarity (they matched the words). Each result says which side(s)
 it came from: "vector", "keyword" or "both".
@@ -37,9 +51,9 @@ from tokpulse.embeddings import store
 
 MAX_QUERY_CHARS = 2000
 MAX_LIMIT = 100
-RRF_K = 60
-RRF_WEIGHTS = (1.0, 1.0)  # (vector, keyword)
-INDEXED_DIMS = (384, 1536)  # partial HNSW indexes in 0001_core_schema.sql
+# weighted RRF: score = sum over sides of weight / (RRF_K + rank); see the module docstring
+RRF_K = 10
+RRF_WEIGHTS = (3.0, 1.0)  # (vector, keyword)
 
 
 class SearchError(ValueError):
@@ -138,10 +152,9 @@ class SearchResponse:
 
 
 def _vec_expr(dims: int) -> tuple[str, str]:
-    """(indexed expression, query cast) for a dimension."""
-    if dims in INDEXED_DIMS:
-        return f"(embedding::vector({dims}))", f"::vector({dims})"
-    return "embedding", "::vector"
+    """(indexed expression, query cast) for a dimension (see store.vector_expr)."""
+    expr, cast, _ops = store.vector_expr(dims)
+    return expr, cast
 
 
 # all query words (stemmed, stop words dropped), and any of them
@@ -150,9 +163,15 @@ _Q_ANY = f"to_tsquery('simple', replace({_Q_ALL}::text, ' & ', ' | '))"
 KEYWORD_CANDIDATES = 300  # rows ranked per side at most: bounded work on common words
 # In hybrid search a keyword-side hit must contain words carrying half of the query's IDF:
 # RRF counts only ranks, so a weak keyword list (one common word in common) would otherwise
-# push good vector hits out of the top results (bench/retrieval_quality.py: 0.70 -> 0.735).
+# push good vector hits out of the top results (bench/retrieval_quality.py: 0.70 -> 0.735 with
+# plain RRF; with the weighted RRF, tuning half: 0.708 without the gate, 0.716 with it).
 KEYWORD_MIN_COVERAGE = 0.5
-EF_SEARCH = 200  # HNSW candidate list (>= 2 x the rows asked for); see bench/search_bench.py
+# Keyword-only search takes its candidates from the query's rarest words that together carry
+# this share of its IDF (hybrid search: KEYWORD_MIN_COVERAGE); see _keyword_candidates_sql.
+KEYWORD_ONLY_RARE_SHARE = 0.8
+# HNSW candidate list (and >= 2 x the rows asked for). bench/search_bench.py, 100k chunks: recall@10
+# 0.919 at 200, 0.958 at 400 (p95 12 ms), 0.977 at 800 (p95 20 ms)
+EF_SEARCH = 400
 
 
 def _candidates(limit: int) -> int:
@@ -168,33 +187,49 @@ def _session_settings(cur, k: int) -> None:
                 "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL enable_seqscan = off")
 
 
-def _keyword_candidates_sql(min_coverage: float = 0.0) -> str:
-    """Keyword side: candidates are rows matching every query word, then rows matching any
-    (at most KEYWORD_CANDIDATES of each: a common word matches most of a namespace, and
-    ranking all of it would cost ~2 us a row). They are scored by the inverse document
-    frequency of the query words they contain (sum of ln(1/df); Postgres' own ts_rank has no
-    IDF, so a frequent word would outweigh a rare, telling one), plus a little ts_rank as a
-    tie-break. Document frequencies are the fts column's most-common-element statistics that
-    ANALYZE keeps in pg_stats (words not listed are rarer than the rarest listed one): no
-    extra table, no scan at query time. With `min_coverage`, a row must contain words
-    carrying at least that share of the query's total IDF."""
+def _keyword_candidates_sql(min_coverage: float = 0.0, rare_share: float = KEYWORD_ONLY_RARE_SHARE) -> str:
+    """Keyword side. Query words are scored by inverse document frequency (ln(1/df);
+    Postgres' own ts_rank has no IDF, so a frequent word would outweigh a rare, telling one).
+    Document frequencies are the fts column's most-common-element statistics that ANALYZE
+    keeps in pg_stats for the namespace's partition (words not listed are rarer than the
+    rarest listed one): no extra table, no scan at query time.
+
+    Candidates are rows containing all, then any, of the query's *rarest* words that
+    together carry RARE_SHARE of its IDF (at most KEYWORD_CANDIDATES of each). A row with
+    none of them contains words worth less than that share -- below the hybrid coverage
+    bar, and below any row that has them -- while looking up a word that half the
+    namespace contains (`self`, `return`) costs a walk of its whole posting list, which is
+    what made the keyword side the slow half of hybrid search (bench/search_bench.py,
+    100k chunks: keyword p95 22 ms -> 5 ms). Candidates are then scored by the IDF of every
+    query word they contain plus a little ts_rank as a tie-break. With `min_coverage`, a
+    row must contain words carrying at least that share of the query's total IDF."""
     return f"""
         WITH mc AS (
             SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs
               FROM pg_stats
-             WHERE schemaname = current_schema() AND tablename = 'ai_embeddings' AND attname = 'fts'
+             WHERE schemaname = current_schema() AND attname = 'fts'
+               AND tablename IN (%(part)s, 'ai_embeddings_default')  -- the namespace's partition
+             ORDER BY tablename = %(part)s DESC
+             LIMIT 1
         ), terms AS MATERIALIZED (
-            SELECT to_tsquery('simple', quote_literal(t.lexeme)) AS tq,
+            SELECT t.lexeme, to_tsquery('simple', quote_literal(t.lexeme)) AS tq,
                    ln(1.0 / greatest(coalesce(
                        (SELECT mc.freqs[array_position(mc.elems, t.lexeme)] FROM mc),
                        (SELECT mc.freqs[cardinality(mc.elems) + 1] / 2 FROM mc),
                        0.01), 1e-6)) AS idf
               FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS t(lexeme)
+        ), rare AS MATERIALIZED (
+            SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' & ')) AS q_all,
+                   to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS q_any
+              FROM (SELECT lexeme, idf, sum(idf) OVER (ORDER BY idf DESC, lexeme ROWS UNBOUNDED PRECEDING) - idf
+                           AS before, sum(idf) OVER () AS total
+                      FROM terms) x
+             WHERE before = 0 OR before < {float(rare_share)} * total  -- at least the rarest word
         ), c AS (
-            (SELECT id, fts FROM ai_embeddings WHERE namespace = %(ns)s AND fts @@ {_Q_ALL}
+            (SELECT id, fts FROM ai_embeddings WHERE namespace = %(ns)s AND fts @@ (SELECT q_all FROM rare)
               LIMIT {KEYWORD_CANDIDATES})
             UNION ALL
-            (SELECT id, fts FROM ai_embeddings WHERE namespace = %(ns)s AND fts @@ {_Q_ANY}
+            (SELECT id, fts FROM ai_embeddings WHERE namespace = %(ns)s AND fts @@ (SELECT q_any FROM rare)
               LIMIT {KEYWORD_CANDIDATES})
         ), scored AS (
             SELECT DISTINCT ON (c.id) c.id,
@@ -229,7 +264,7 @@ def keyword_sql() -> str:
     return f"""
         WITH kw AS MATERIALIZED ({_keyword_candidates_sql()})
         SELECT e.id, e.content, e.source, e.metadata, kw.kr
-          FROM kw JOIN ai_embeddings e ON e.id = kw.id
+          FROM kw JOIN ai_embeddings e ON e.namespace = %(ns)s AND e.id = kw.id
          ORDER BY kw.kr DESC, kw.id
         """
 
@@ -247,7 +282,7 @@ def hybrid_sql(dims: int) -> str:
         ), vr AS (
             SELECT id, 1 - dist AS sim, row_number() OVER (ORDER BY dist, id) AS r
               FROM v WHERE %(thr)s::float8 IS NULL OR 1 - dist >= %(thr)s::float8
-        ), kw AS MATERIALIZED ({_keyword_candidates_sql(KEYWORD_MIN_COVERAGE)}
+        ), kw AS MATERIALIZED ({_keyword_candidates_sql(KEYWORD_MIN_COVERAGE, KEYWORD_MIN_COVERAGE)}
         ), kr AS (
             SELECT id, kr, row_number() OVER (ORDER BY kr DESC, id) AS r FROM kw
         ), fused AS (
@@ -260,7 +295,7 @@ def hybrid_sql(dims: int) -> str:
         )
         SELECT f.id, e.content, e.source, e.metadata,
                coalesce(f.sim, 1 - ({expr} <=> %(q)s{cast})) AS sim, f.kr, f.vrank, f.krank, f.rrf
-          FROM fused f JOIN ai_embeddings e ON e.id = f.id
+          FROM fused f JOIN ai_embeddings e ON e.namespace = %(ns)s AND e.id = f.id
          ORDER BY f.rrf DESC, f.id
         """
 
@@ -279,18 +314,19 @@ def vector_search(cur, namespace: str, dims: int, qvec: np.ndarray, *, limit: in
 
 def keyword_search(cur, namespace: str, query: str, *, limit: int) -> list[SearchResult]:
     _session_settings(cur, limit)
-    cur.execute(keyword_sql(), {"query": query, "ns": namespace, "k": limit})
+    cur.execute(keyword_sql(), {"query": query, "ns": namespace, "k": limit,
+                                "part": store.partition_name(namespace)})
     return [SearchResult(i, content, source, meta, None, float(r), None, rank, float(r))
             for rank, (i, content, source, meta, r) in enumerate(cur.fetchall(), start=1)]
 
 
 def hybrid_search(cur, namespace: str, dims: int, qvec: np.ndarray, query: str, *, limit: int,
                   threshold: float | None = None, candidates: int | None = None) -> list[SearchResult]:
-    """Top `candidates` of each side, fused by RRF, best `limit` returned."""
+    """Top `candidates` of each side, fused by weighted RRF (RRF_K, RRF_WEIGHTS), best `limit` returned."""
     k = candidates or _candidates(limit)
     _session_settings(cur, k)
     cur.execute(hybrid_sql(dims), {"q": qvec, "ns": namespace, "k": k, "thr": threshold, "limit": limit,
-                                   "query": query})
+                                   "query": query, "part": store.partition_name(namespace)})
     out = []
     for i, content, source, meta, sim, kr, vrank, krank, rrf in cur.fetchall():
         r = SearchResult(i, content, source, meta, float(sim), None if kr is None else float(kr),

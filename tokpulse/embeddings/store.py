@@ -8,9 +8,11 @@ redelivered batch a no-op instead of a duplicate."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +63,175 @@ def copy_rows(cur, table: str, columns: Sequence[tuple[str, str]], rows: Iterabl
 
 
 # -- namespace facts ----------------------------------------------------------------------------
+
+# -- partitions: one table and one HNSW graph per namespace ------------------------------------------
+#
+# `ai_embeddings` is partitioned by namespace (migration 0004). The pipeline gives every new
+# namespace its own partition before it stages the namespace's first chunks, loads it
+# without a vector index, and builds the HNSW index once the load is drained (pgvector's
+# bulk-load advice: rows first, index afterwards, several times faster than inserting into
+# a live graph). Later writes go into the built graph. Namespaces that already have rows in
+# the DEFAULT partition (written before 0004, or inserted directly) stay there.
+
+DEFAULT_PARTITION = "ai_embeddings_default"
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 128  # bench/search_bench.py: recall@10 0.91 -> 0.93 at ef_search 200 over 64
+HNSW_MAX_VECTOR_DIMS = 2000  # pgvector: HNSW on `vector` up to 2,000 dimensions,
+HNSW_MAX_HALFVEC_DIMS = 4000  # on `halfvec` up to 4,000 (text-embedding-3-large: 3,072)
+INDEX_BUILD_WORKERS = 2  # parallel workers besides the leader (the server's max_worker_processes caps them)
+INDEX_BUILD_MEMORY = "512MB"  # maintenance_work_mem for a build: the graph is built in memory when it fits
+
+
+def partition_name(namespace: str) -> str:
+    return "ai_embeddings_ns_" + hashlib.sha256(namespace.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def vector_expr(dims: int) -> tuple[str, str, str | None]:
+    """(indexed expression, query-vector cast, operator class) for `dims`: the HNSW indexes
+    are expression indexes on the cast to a fixed dimension, and a query uses an index only
+    when it repeats the expression. Above 2,000 dimensions the graph holds half-precision
+    copies; above 4,000 there is no index (exact search)."""
+    d = int(dims)
+    if d <= HNSW_MAX_VECTOR_DIMS:
+        return f"(embedding::vector({d}))", f"::vector({d})", "vector_cosine_ops"
+    if d <= HNSW_MAX_HALFVEC_DIMS:
+        return f"(embedding::halfvec({d}))", f"::halfvec({d})", "halfvec_cosine_ops"
+    return "embedding", "::vector", None
+
+
+def lock_namespace(cur, namespace: str) -> None:
+    """Serialise writers that could decide an empty namespace's dimension (transaction lock)."""
+    # the same key as the DEFAULT partition's dimension trigger (migration 0002)
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext('ai_embeddings:' || %s))", (namespace,))
+
+
+def partition_of(cur, namespace: str) -> str | None:
+    """The namespace's own partition, if it has one."""
+    name = partition_name(namespace)
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    return name if cur.fetchone()[0] else None
+
+
+def ensure_partition(cur, namespace: str, *, attempts: int = 4, lock_timeout_ms: int = 300) -> str | None:
+    """Give `namespace` its own partition unless it has one or already lives in the DEFAULT
+    partition. Returns the partition's name (None: the namespace stays in DEFAULT).
+
+    Call it in a short transaction of its own. ATTACH takes a brief exclusive lock on the
+    DEFAULT partition (to check it holds no row of the namespace), so it waits for
+    transactions reading DEFAULT -- and, queued, would make new readers wait behind it. Each
+    attempt therefore waits at most `lock_timeout_ms` (less than Postgres' deadlock timeout:
+    a drainer is never the one aborted); after `attempts` the namespace is written to
+    DEFAULT instead: slower to load, nothing lost. No advisory lock is held meanwhile: two
+    creators of one namespace race on the table name, and ATTACH itself refuses a namespace
+    that DEFAULT already holds rows of."""
+    import psycopg2.errors
+
+    for attempt in range(attempts):
+        name = partition_of(cur, namespace)
+        if name is not None:
+            return name
+        name = partition_name(namespace)
+        cur.execute("SAVEPOINT tp_partition")
+        try:
+            cur.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+            cur.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
+            cur.execute(f"CREATE TABLE {name} (LIKE ai_embeddings INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                        f"INCLUDING GENERATED)")
+            cur.execute(f"ALTER TABLE {name} ADD CONSTRAINT {name}_namespace CHECK (namespace = %s)", (namespace,))
+            cur.execute(f"ALTER TABLE ai_embeddings ATTACH PARTITION {name} FOR VALUES IN (%s)", (namespace,))
+            cur.execute("SET LOCAL lock_timeout = 0")
+            cur.execute("RELEASE SAVEPOINT tp_partition")
+            return name
+        except psycopg2.errors.CheckViolation:  # DEFAULT holds rows of this namespace: it stays there
+            cur.execute("ROLLBACK TO SAVEPOINT tp_partition")
+            return None
+        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected,
+                psycopg2.errors.DuplicateTable, psycopg2.errors.UniqueViolation):
+            cur.execute("ROLLBACK TO SAVEPOINT tp_partition")  # busy, or created by someone else: look again
+            time.sleep(0.05 * (attempt + 1))
+    return partition_of(cur, namespace)
+
+
+def _built(cur, name: str) -> bool:
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name + "_hnsw",))
+    return bool(cur.fetchone()[0])
+
+
+def unbuilt_namespaces(cur) -> list[str]:
+    """Namespaces with rows whose own partition has no vector index yet (a load still
+    running, or one whose builder died)."""
+    cur.execute(
+        """
+        SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'ai_embeddings'::regclass AND c.relname <> %s
+           AND to_regclass(c.relname || '_hnsw') IS NULL
+         ORDER BY c.relname
+        """, (DEFAULT_PARTITION,))
+    out = []
+    for (rel,) in cur.fetchall():
+        cur.execute(f"SELECT namespace, dims FROM {rel} LIMIT 1")
+        row = cur.fetchone()
+        if row and vector_expr(row[1])[2] is not None:
+            out.append(row[0])
+    return out
+
+
+def namespace_loading(cur, namespace: str) -> bool:
+    """Whether chunks of the namespace are still staged (pending) by some job."""
+    cur.execute("SELECT EXISTS (SELECT 1 FROM ai_embedding_queue WHERE namespace = %s AND status = 'pending')",
+                (namespace,))
+    return bool(cur.fetchone()[0])
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    namespace: str
+    partition: str
+    rows: int
+    dims: int
+    seconds: float
+
+
+def ensure_vector_index(cur, namespace: str) -> IndexBuild | None:
+    """Build the HNSW index of the namespace's own partition if it has none (and rows to
+    index): the bulk-load path. Its expression (the cast to the namespace's dimension) makes
+    the database refuse a vector of another size from then on. Also refreshes the
+    partition's planner statistics (the keyword side's word frequencies come from them).
+    Returns what was built, None when there was nothing to do.
+
+    Locking: SHARE ROW EXCLUSIVE on the partition, first -- concurrent builders wait and
+    then find the index built; writers wait for the build; searches do not. No advisory lock
+    is taken: a drainer holds the namespace lock while it writes, and taking the two in the
+    opposite order would deadlock."""
+    name = partition_of(cur, namespace)
+    if name is None:
+        return None
+    cur.execute(f"LOCK TABLE {name} IN SHARE ROW EXCLUSIVE MODE")
+    if _built(cur, name):
+        return None
+    cur.execute(f"SELECT dims FROM {name} LIMIT 1")
+    row = cur.fetchone()
+    if row is None:
+        return None
+    dims = int(row[0])
+    expr, _cast, ops = vector_expr(dims)
+    if ops is None:
+        return None  # above pgvector's index limits: searched exactly
+    t0 = time.perf_counter()
+    cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+    # The graph is built by the leader and parallel workers (pgvector >= 0.6). Postgres plans
+    # no workers for a table under min_parallel_table_scan_size (8 MB: ~8,000 chunks), so the
+    # partition asks for them for the build; the option is reset before commit.
+    cur.execute(f"SET LOCAL max_parallel_maintenance_workers = {INDEX_BUILD_WORKERS}")
+    cur.execute(f"ALTER TABLE {name} SET (parallel_workers = {INDEX_BUILD_WORKERS})")
+    cur.execute(f"CREATE INDEX {name}_hnsw ON {name} USING hnsw ({expr} {ops}) "
+                f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
+    cur.execute(f"ALTER TABLE {name} RESET (parallel_workers)")
+    cur.execute(f"ANALYZE {name}")
+    cur.execute(f"SELECT count(*) FROM {name}")
+    rows = int(cur.fetchone()[0])
+    return IndexBuild(namespace, name, rows, dims, time.perf_counter() - t0)
+
 
 @dataclass(frozen=True)
 class NamespaceInfo:
@@ -129,17 +300,20 @@ class QueuedChunk:
     source: str | None
     metadata: dict
     tokens: int
-    stored: bool  # already in ai_embeddings (another job got there first)
+    stored: bool  # already in ai_embeddings (another job got there first); set by the drainer
 
 
 def claim(cur, target: str, limit: int) -> list[QueuedChunk]:
     """Lock up to `limit` of the oldest pending chunks for `target`, from any job. Rows
-    locked by another drainer are skipped, so drainers never wait for each other."""
+    locked by another drainer are skipped, so drainers never wait for each other.
+
+    `stored` is left to the drainer (store.existing per namespace): looking it up here, with
+    the namespace taken from each row, would make Postgres lock every partition of
+    `ai_embeddings` for the whole batch, and a new namespace's partition could not be
+    attached while any drainer is embedding."""
     cur.execute(
         """
-        SELECT q.id, q.job_id, q.namespace, q.content_hash, q.content, q.source, q.metadata, q.tokens,
-               EXISTS (SELECT 1 FROM ai_embeddings e
-                        WHERE e.namespace = q.namespace AND e.content_hash = q.content_hash)
+        SELECT q.id, q.job_id, q.namespace, q.content_hash, q.content, q.source, q.metadata, q.tokens, false
           FROM ai_embedding_queue q
          WHERE q.status = 'pending' AND q.target = %s
          ORDER BY q.id

@@ -207,6 +207,41 @@ def test_a_crash_mid_batch_leaves_the_chunks_pending_and_a_retry_has_no_duplicat
     assert res2.skipped == 5 and len(rows(namespace)) == 5
 
 
+def test_a_setup_error_fails_the_job_but_leaves_every_jobs_chunks_pending(embedder, namespace):
+    """Bad credentials (or a missing model) say nothing about the chunks: the job fails with
+    the error, its chunks and another job's chunks in the same batch stay pending, and a run
+    after the fix embeds them all."""
+    from tokpulse.ai import ProviderError
+    from tokpulse.embeddings.chunking import Chunk
+
+    other_job = f"job-{uuid.uuid4().hex[:8]}"
+    with db.transaction() as cur:
+        store.enqueue(cur, other_job, embedder.target, namespace + "-b",
+                      [(Chunk(f"other {i} {uuid.uuid4().hex}", "o.md", i, 3, {}), f"o{i}", f"other {i}")
+                       for i in range(3)])
+    embedder.explode = ProviderError("Incorrect API key provided (401)", status=401)
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    docs = [f"setup error doc {i} {uuid.uuid4().hex}" for i in range(4)]
+    with pytest.raises(ProviderError, match="401"):
+        ingest(namespace, documents=docs, embedder=embedder, job_id=job)
+    with db.transaction() as cur:
+        mine, theirs = store.job_stats(cur, job), store.job_stats(cur, other_job)
+    assert (mine.pending, mine.failed, theirs.pending, theirs.failed) == (4, 0, 3, 0)
+    res = ingest(namespace, documents=docs, embedder=embedder, job_id=job)  # after the fix / redelivery
+    assert (res.processed, res.failed) == (4, 0)
+    with db.transaction() as cur:
+        assert store.job_stats(cur, other_job).done == 3  # drained along the way
+
+
+def test_a_refused_request_fails_its_chunks_and_the_job_goes_on(embedder, namespace):
+    from tokpulse.ai import ProviderError
+
+    embedder.explode = ProviderError("This model's maximum context length is 8192 tokens (400)", status=400)
+    res = ingest(namespace, documents=[f"refused doc {i} {uuid.uuid4().hex}" for i in range(3)], embedder=embedder)
+    assert (res.total, res.processed, res.failed) == (3, 0, 3)
+    assert all("maximum context length" in e for e in res.errors)
+
+
 def test_a_namespace_keeps_one_dimension(namespace):
     small, big = FakeEmbedder(dims=384), FakeEmbedder(dims=256)
     ingest(namespace, documents=["first document about dimensions"], embedder=small)

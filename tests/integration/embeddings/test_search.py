@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.embeddings.conftest import FakeEmbedder, hash_vector
 from tokpulse.embeddings.pipeline import ingest
-from tokpulse.embeddings.search import SearchError, SearchRequest, search, search_dict
+from tokpulse.embeddings.search import RRF_K, RRF_WEIGHTS, SearchError, SearchRequest, search, search_dict
 from workers import db
 
 DOCS = [
@@ -57,8 +57,9 @@ def test_hybrid_fuses_both_sides_and_labels_where_results_came_from(corpus, embe
     top = resp.results[0]
     assert top.source == "zebra.md" and top.match == "both" and top.vector_rank == 1 and top.keyword_rank == 1
     assert all(r.match == "vector" for r in resp.results[1:]), "only zebra.md has the words"
-    for r in resp.results:
-        expected = sum(1 / (60 + k) for k in (r.vector_rank, r.keyword_rank) if k is not None)
+    for r in resp.results:  # weighted RRF
+        expected = sum(w / (RRF_K + k) for w, k in zip(RRF_WEIGHTS, (r.vector_rank, r.keyword_rank), strict=True)
+                       if k is not None)
         assert r.score == pytest.approx(expected)
     assert [r.score for r in resp.results] == sorted((r.score for r in resp.results), reverse=True)
     d = resp.as_dict()["results"][0]
@@ -106,19 +107,55 @@ def test_a_query_embedded_by_another_model_falls_back_to_keywords(corpus):
     assert e.value.status == 409 and other.calls == []
 
 
-@pytest.mark.parametrize("dims", [384, 1536])
-def test_vector_queries_can_use_the_partial_hnsw_index(dims, namespace):
-    """The query must repeat the index's expression and predicate, or the index is useless."""
+@pytest.mark.parametrize("dims", [384, 1536, 3072])
+def test_vector_queries_use_the_namespace_partitions_hnsw_index(dims, namespace):
+    """The query must repeat the index's expression, or the index is useless. A loaded
+    namespace has its own partition and graph (3,072 dims: a half-precision graph)."""
+    from tokpulse.embeddings import store
+
     emb = FakeEmbedder(dims=dims)
     ingest(namespace, documents=[f"document {i} about topic {i % 3}" for i in range(20)], embedder=emb)
     from tokpulse.embeddings.search import hybrid_sql, vector_sql
 
     q = hash_vector("topic 1", dims)
-    params = {"q": q, "ns": namespace, "k": 5, "thr": None, "limit": 5, "query": "topic"}
+    params = {"q": q, "ns": namespace, "k": 5, "thr": None, "limit": 5, "query": "topic",
+              "part": store.partition_name(namespace)}
     with db.transaction() as cur:
         # on 20 rows the planner rightly prefers a scan + sort; forbid those to see whether the index CAN serve
         cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
         for sql in (vector_sql(dims), hybrid_sql(dims)):
             cur.execute("EXPLAIN " + sql, params)
             plan = "\n".join(r[0] for r in cur.fetchall())
-            assert f"ai_embeddings_hnsw_{dims}" in plan, plan
+            assert f"Index Scan using {store.partition_name(namespace)}_hnsw" in plan, plan
+            assert " on ai_embeddings_default" not in plan, plan  # the other partitions are pruned
+
+
+@pytest.mark.parametrize("dims", [384, 1536])
+def test_a_namespace_in_the_default_partition_uses_its_partial_hnsw_index(dims, namespace):
+    """Rows inserted directly (or before migration 0004) live in the DEFAULT partition,
+    searched through its partial per-dimension indexes."""
+    from tokpulse.embeddings import store
+    from tokpulse.embeddings.search import vector_search, vector_sql
+
+    with db.transaction() as cur:
+        for i in range(3):
+            cur.execute("INSERT INTO ai_embeddings (namespace, content, content_hash, provider, model, dims, "
+                        "embedding) VALUES (%s, %s, %s, 'test', 'm', %s, %s)",
+                        (namespace, f"row {i}", f"h{i}", dims, hash_vector(f"row {i}", dims)))
+    with db.transaction() as cur:
+        assert store.partition_of(cur, namespace) is None
+        cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
+        cur.execute("EXPLAIN " + vector_sql(dims), {"q": hash_vector("row 1", dims), "ns": namespace, "k": 2})
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        assert f"ai_embeddings_default_hnsw_{dims}" in plan, plan
+    with db.transaction() as cur:
+        got = vector_search(cur, namespace, dims, hash_vector("row 1", dims), limit=2)
+    assert [r.content for r in got][0] == "row 1"
+    # the pipeline keeps writing such a namespace into DEFAULT rather than moving it
+    emb = FakeEmbedder(dims=dims)
+    res = ingest(namespace, documents=["a new row"], embedder=emb)
+    assert res.processed == 1
+    with db.transaction() as cur:
+        assert store.partition_of(cur, namespace) is None
+        cur.execute("SELECT count(*) FROM ONLY ai_embeddings_default WHERE namespace = %s", (namespace,))
+        assert cur.fetchone()[0] == 4

@@ -96,21 +96,6 @@ def test_scrub_and_retry_after():
     assert parse_retry_after({}) is None
 
 
-def test_defer_task_retries_with_a_countdown():
-    from tokpulse.ai import RateLimitWait, defer_task
-
-    class Task:
-        def retry(self, **kw):
-            self.kw = kw
-            return RuntimeError("retry")
-
-    t = Task()
-    exc = RateLimitWait(12.3, "gpt-4o-mini")
-    assert isinstance(defer_task(t, exc), RuntimeError)
-    assert t.kw["countdown"] >= 13 and t.kw["exc"] is exc
-    assert "13s" in str(exc) and "\n" not in str(exc)
-
-
 def test_only_the_provider_module_imports_openai():
     import re
 
