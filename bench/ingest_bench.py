@@ -89,7 +89,7 @@ def run_ours(texts: list[str], namespace: str, emb: FastEmbedder, jobs: int = 1)
 
     count_tokens("warm up")  # one-time loads of a long-lived worker, not per-chunk work
     get_privacy_guard().redact("warm up")
-    opts = IngestOptions(chunk_tokens=1024, overlap_tokens=0, batch_size=2048)
+    opts = IngestOptions(chunk_tokens=1024, overlap_tokens=0, batch_size=BATCH)
     docs = [{"text": t, "source": f"corpus/{i}", "kind": "text"} for i, t in enumerate(texts)]
     results: list = []
     t0 = time.perf_counter()

@@ -33,6 +33,17 @@ from workers.app import app
 from workers.base import fleet_task
 
 LINGER_SECONDS = 0.25  # let chunks of jobs arriving together share the first provider request
+# A namespace's first load ends with its HNSW index being built (pgvector: rows first, index
+# after). In a worker that is a task of its own: a large namespace's build can outlast an
+# ingest job's time limit (600 s), and a build killed there would be redone on every
+# redelivery. These limits stay under the broker's visibility timeout (2,520 s).
+BUILD_SOFT_TIME_LIMIT = 2100
+BUILD_TIME_LIMIT = 2160
+
+
+def schedule_index_build(namespace: str) -> None:
+    """Send tokpulse.build_vector_index for `namespace` (routed to the embeddings queue)."""
+    app.send_task(names.BUILD_VECTOR_INDEX, args=[namespace])
 
 
 def _progress(task):
@@ -56,7 +67,7 @@ def embed_documents(self, namespace: str, documents: list[Any] | None = None, pa
     try:
         return ingest(namespace, documents=documents, paths=paths, options=opts, dry_run=bool(dry_run),
                       embedder=GatewayEmbedder(caller=names.EMBED_DOCUMENTS), job_id=self.request.id,
-                      progress=_progress(self)).as_dict()
+                      progress=_progress(self), build_index=schedule_index_build).as_dict()
     except RateLimitWait as exc:
         raise defer_task(self, exc) from None
 
@@ -71,7 +82,7 @@ def refresh_embeddings(self, namespace: str, dry_run: bool = False) -> dict[str,
     try:
         return refresh(namespace, options=IngestOptions(linger_seconds=LINGER_SECONDS), dry_run=bool(dry_run),
                        embedder=GatewayEmbedder(caller=names.EMBED_DOCUMENTS), job_id=self.request.id,
-                       progress=_progress(self)).as_dict()
+                       progress=_progress(self), build_index=schedule_index_build).as_dict()
     except RateLimitWait as exc:
         raise defer_task(self, exc) from None
 
@@ -88,3 +99,21 @@ def search(self, request: dict[str, Any]) -> dict[str, Any]:
         return search_dict(request, embedder=GatewayEmbedder(caller=names.SEARCH))
     except RateLimitWait as exc:
         raise defer_task(self, exc) from None
+
+
+@fleet_task(app, names.BUILD_VECTOR_INDEX, idempotent=True, record_run=True,
+            retry_for=(psycopg2.OperationalError,), max_retries=3,
+            soft_time_limit=BUILD_SOFT_TIME_LIMIT, time_limit=BUILD_TIME_LIMIT)
+def build_vector_index(namespace: str) -> dict[str, Any]:
+    """Build the HNSW index of a namespace's own partition once its load is drained (a no-op
+    when it is built, still loading, or lives in the DEFAULT partition)."""
+    from tokpulse.embeddings import store
+    from workers import db
+
+    with db.transaction() as cur:
+        if store.namespace_loading(cur, namespace):
+            return {"namespace": namespace, "built": False, "reason": "still loading"}
+        b = store.ensure_vector_index(cur, namespace)
+    if b is None:
+        return {"namespace": namespace, "built": False, "reason": "nothing to build"}
+    return {"namespace": namespace, "built": True, "rows": b.rows, "dims": b.dims, "seconds": round(b.seconds, 2)}

@@ -28,12 +28,16 @@ def prune_history(job_run_days: int = JOB_RUN_RETENTION_DAYS, outbox_days: int =
 
 
 def nightly_housekeeping(job_run_days: int = JOB_RUN_RETENTION_DAYS, outbox_days: int = OUTBOX_RETENTION_DAYS) -> dict:
-    """Prune history, and build the vector index of any namespace whose load ended without
-    one (see tokpulse.embeddings.pipeline.build_missing_indexes)."""
-    from tokpulse.embeddings.pipeline import build_missing_indexes
+    """Prune history, and schedule the vector index build of any namespace whose load ended
+    without one (tokpulse.embeddings.pipeline.unbuilt_idle_namespaces): the build runs as
+    tokpulse.build_vector_index on the embeddings queue, whose time limit fits a build."""
+    from tokpulse.embeddings.pipeline import unbuilt_idle_namespaces
 
     out = prune_history(job_run_days, outbox_days)
-    out["vector_indexes_built"] = [b.namespace for b in build_missing_indexes()]
+    pending = unbuilt_idle_namespaces()
+    for ns in pending:
+        app.send_task(names.BUILD_VECTOR_INDEX, args=[ns])
+    out["vector_index_builds_sent"] = pending
     return out
 
 

@@ -14,6 +14,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     names.EMBED_DOCUMENTS: {"queue": "embeddings"},
     names.REFRESH_EMBEDDINGS: {"queue": "embeddings"},
     names.SEARCH: {"queue": "embeddings"},
+    names.BUILD_VECTOR_INDEX: {"queue": "embeddings"},
 }
 
 

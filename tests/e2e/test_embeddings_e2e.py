@@ -66,6 +66,16 @@ def test_a_worker_killed_mid_batch_redoes_its_chunks_without_duplicates(
     with db.transaction() as cur:
         cur.execute("SELECT count(*) FROM ai_embedding_queue WHERE job_id = %s AND status = 'pending'", (res.id,))
         assert cur.fetchone()[0] == 0
+    # the new namespace's own partition gets its HNSW index from tokpulse.build_vector_index,
+    # which the job sent when its load was drained
+    from tokpulse.embeddings import store
+
+    def _indexed() -> bool:
+        with db.transaction() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (store.partition_name(ns) + "_hnsw",))
+            return cur.fetchone()[0]
+
+    wait_for(_indexed, 60, message="the namespace's vector index to be built")
     assert fake_openai.count(path="/v1/embeddings", status=200) >= 1
 
     # the same job again (as a redelivery would): nothing new reaches the provider

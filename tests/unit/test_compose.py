@@ -604,3 +604,20 @@ def test_dockerignore_keeps_what_pip_install_needs():
 )
 def test_dockerignore_leaves_out_local_state_and_secrets(path):
     assert not _in_build_context(path), f".dockerignore lets {path} into the image"
+
+
+def test_postgres_shared_memory_holds_a_parallel_index_build():
+    """A parallel HNSW build puts maintenance_work_mem in /dev/shm; a smaller shm_size
+    fails every namespace's index build ("could not resize shared memory segment")."""
+    from tokpulse.embeddings.store import INDEX_BUILD_MEMORY
+
+    def mb(v: str) -> float:
+        v = str(v).strip().lower()
+        units = {"g": 1024, "gb": 1024, "m": 1, "mb": 1}
+        for u in sorted(units, key=len, reverse=True):
+            if v.endswith(u):
+                return float(v[: -len(u)]) * units[u]
+        return float(v) / 2**20
+
+    pg = _compose()["services"]["postgres"]
+    assert mb(pg["shm_size"]) >= 2 * mb(INDEX_BUILD_MEMORY)

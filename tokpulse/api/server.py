@@ -150,17 +150,34 @@ def api_url(settings: Settings, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def _warm_up(embedder) -> None:
+    try:
+        from tokpulse.ai.tokens import count_tokens
+
+        count_tokens("warm up")
+        if getattr(embedder, "provider", None) == "local":
+            from tokpulse.ai.providers import _load_local_model
+
+            _load_local_model()
+    except Exception as exc:  # noqa: BLE001 - the first search reports it properly
+        log.warning("search API warm-up failed: %s", type(exc).__name__)
+
+
 async def _serve(settings: Settings, port: int, embedder) -> None:
     health = HealthCheck()
     app = make_app(embedder=embedder, health=health)
     server = tornado.httpserver.HTTPServer(app, max_body_size=HARD_BODY_BYTES, idle_connection_timeout=60)
     server.listen(port, address=settings.bind)
     print(f"tokpulse api: listening on {api_url(settings, port)} (POST /search, Bearer token)", flush=True)
+    # Load what the first query would wait for (the offline model takes seconds), without a
+    # provider call, while the server already answers.
+    loop_warm = asyncio.get_running_loop().run_in_executor(None, _warm_up, embedder)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    loop_warm.cancel()
     server.stop()
     await server.close_all_connections()
     health.close()

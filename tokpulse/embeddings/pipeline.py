@@ -228,13 +228,18 @@ def drain_once(embedder: Embedder, *, batch_size: int = DEFAULT_BATCH) -> DrainB
                     conn.rollback()
                     return None
                 # Chunks another job stored since they were staged: done, nothing to embed.
+                # Looked up under a savepoint that is rolled back, which releases the share
+                # locks on the namespaces' partitions: held through the provider call, the
+                # one on DEFAULT would keep a new namespace from getting its partition.
                 by_ns_rows: dict[str, list[store.QueuedChunk]] = {}
                 for r in rows:
                     by_ns_rows.setdefault(r.namespace, []).append(r)
+                cur.execute("SAVEPOINT tp_lookup")
                 for ns, rs in by_ns_rows.items():
                     have = store.existing(cur, ns, [r.content_hash for r in rs])
                     for r in rs:
                         r.stored = r.content_hash in have
+                cur.execute("ROLLBACK TO SAVEPOINT tp_lookup")
                 todo = [r for r in rows if not r.stored]
                 done: list[tuple[int, float]] = [(r.id, 0.0) for r in rows if r.stored]
                 failed: list[tuple[int, str]] = []
@@ -289,10 +294,34 @@ def db_errors() -> type[Exception]:
     return psycopg2.IntegrityError
 
 
+IndexBuilder = Callable[[str], None]  # builds (or schedules the build of) a namespace's vector index
+
+
+def build_index_now(namespace: str) -> None:
+    """Build the namespace's vector index here and now, unless another job is still loading
+    it (the last one builds: an index built while another job loads would take that job's
+    rows one by one). A failed build is logged, not raised: the chunks are stored and
+    searchable (exactly), and housekeeping builds the index later."""
+    from workers import db
+
+    try:
+        with db.transaction() as cur:
+            built = None if store.namespace_loading(cur, namespace) else store.ensure_vector_index(cur, namespace)
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.warning("namespace %r: building its vector index failed (%s: %s); housekeeping retries it",
+                    namespace, type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        return
+    if built is not None:
+        log.info("built the vector index of namespace %r: %d rows of %d dims in %.1fs", namespace, built.rows,
+                 built.dims, built.seconds)
+
+
 def stage_and_wait(embedder: Embedder, job_id: str, namespace: str, staged: Sequence[tuple[Chunk, str, str]], *,
                    options: IngestOptions, progress: Progress | None = None, already_done: int = 0,
-                   total: int = 0, poll_seconds: float = 0.2) -> store.JobStats:
-    """Stage `staged` under `job_id`, then drain until none of the job's rows is pending."""
+                   total: int = 0, poll_seconds: float = 0.2,
+                   build_index: IndexBuilder | None = None) -> store.JobStats:
+    """Stage `staged` under `job_id`, then drain until none of the job's rows is pending;
+    then `build_index(namespace)` (default: build_index_now)."""
     from workers import db
 
     with db.transaction() as cur:
@@ -311,22 +340,16 @@ def stage_and_wait(embedder: Embedder, job_id: str, namespace: str, staged: Sequ
         if stats.pending == 0:
             if progress is not None:
                 progress(already_done + stats.done + stats.failed, total, "indexing")
-            with db.transaction() as cur:
-                # The last job loading a new namespace builds its index: one built while
-                # another job is still loading would take that job's rows one by one.
-                built = None if store.namespace_loading(cur, namespace) else store.ensure_vector_index(cur, namespace)
-            if built is not None:
-                log.info("built the vector index of namespace %r: %d rows of %d dims in %.1fs", namespace,
-                         built.rows, built.dims, built.seconds)
+            (build_index or build_index_now)(namespace)
             return stats
         if batch is None:
             time.sleep(poll_seconds)  # our remaining rows are in another drainer's batch
 
 
-def build_missing_indexes(*, idle_seconds: int = 3600) -> list[store.IndexBuild]:
-    """Build the vector index of every namespace partition that has none and no chunk staged
-    in the last `idle_seconds` (its load ended without the index: the job died after its
-    last batch). Nightly housekeeping calls it; a namespace still loading is left alone."""
+def unbuilt_idle_namespaces(*, idle_seconds: int = 3600) -> list[str]:
+    """Namespaces whose own partition has rows but no vector index, and no chunk staged in
+    the last `idle_seconds` (their load ended without the index: the job died after its
+    last batch, or its build failed). A namespace still loading is left alone."""
     from workers import db
 
     with db.transaction() as cur:
@@ -334,15 +357,26 @@ def build_missing_indexes(*, idle_seconds: int = 3600) -> list[store.IndexBuild]
         cur.execute("SELECT DISTINCT namespace FROM ai_embedding_queue WHERE status = 'pending' "
                     "AND enqueued_at > now() - make_interval(secs => %s)", (idle_seconds,))
         loading = {r[0] for r in cur.fetchall()}
-    built = []
-    for ns in namespaces:
-        if ns in loading:
+    return [ns for ns in namespaces if ns not in loading]
+
+
+def build_missing_indexes(*, idle_seconds: int = 3600) -> tuple[list[store.IndexBuild], dict[str, str]]:
+    """Build the vector index of every unbuilt, idle namespace here (see
+    unbuilt_idle_namespaces). Returns (builds, {namespace: error}); one failure does not
+    stop the others."""
+    from workers import db
+
+    built, failed = [], {}
+    for ns in unbuilt_idle_namespaces(idle_seconds=idle_seconds):
+        try:
+            with db.transaction() as cur:
+                b = store.ensure_vector_index(cur, ns)
+        except Exception as exc:  # noqa: BLE001 - reported per namespace
+            failed[ns] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             continue
-        with db.transaction() as cur:
-            b = store.ensure_vector_index(cur, ns)
         if b is not None:
             built.append(b)
-    return built
+    return built, failed
 
 
 # -- ingest and refresh ------------------------------------------------------------------------------
@@ -353,7 +387,8 @@ def _finish_result(result: IngestResult, prepared: Prepared, report: ReadReport)
 
 
 def _run(namespace: str, prepared: Prepared, embedder: Embedder, *, job_id: str, options: IngestOptions,
-         dry_run: bool, progress: Progress | None, result: IngestResult) -> tuple[list[str], list[str]]:
+         dry_run: bool, progress: Progress | None, result: IngestResult,
+         build_index: IndexBuilder | None = None) -> tuple[list[str], list[str]]:
     """Skip stored chunks, stage and drain the rest. Returns (current hashes, sources with failures)."""
     from workers import db
 
@@ -387,7 +422,7 @@ def _run(namespace: str, prepared: Prepared, embedder: Embedder, *, job_id: str,
     failed_sources: list[str] = []
     if staged:
         stats = stage_and_wait(embedder, job_id, namespace, staged, options=options, progress=progress,
-                               already_done=result.skipped, total=result.total)
+                               already_done=result.skipped, total=result.total, build_index=build_index)
         result.processed = stats.done
         result.failed = stats.failed
         result.cost_usd = stats.cost_usd
@@ -401,7 +436,8 @@ def _run(namespace: str, prepared: Prepared, embedder: Embedder, *, job_id: str,
 
 def ingest(namespace: str, *, documents: Iterable[Any] | None = None, paths: Iterable[str] | None = None,
            embedder: Embedder, options: IngestOptions | None = None, job_id: str | None = None,
-           dry_run: bool = False, progress: Progress | None = None) -> IngestResult:
+           dry_run: bool = False, progress: Progress | None = None,
+           build_index: IndexBuilder | None = None) -> IngestResult:
     """Embed `documents` (inline) and/or the files under `paths` into `namespace`.
 
     Paths are recorded as the namespace's sources (for `refresh`). Returns the counts; files
@@ -434,13 +470,14 @@ def ingest(namespace: str, *, documents: Iterable[Any] | None = None, paths: Ite
                 root_ids[d.metadata["path"]] = rid
     prepared = prepare(report, options, root_ids=root_ids)
     _run(namespace, prepared, embedder, job_id=job_id, options=options, dry_run=dry_run, progress=progress,
-         result=result)
+         result=result, build_index=build_index)
     _finish_result(result, prepared, report)
     return result
 
 
 def refresh(namespace: str, *, embedder: Embedder, options: IngestOptions | None = None,
-            job_id: str | None = None, dry_run: bool = False, progress: Progress | None = None) -> IngestResult:
+            job_id: str | None = None, dry_run: bool = False, progress: Progress | None = None,
+            build_index: IndexBuilder | None = None) -> IngestResult:
     """Re-read the namespace's recorded sources, embed only what changed, delete chunks whose
     source text is gone (a source that could not be read this time keeps its chunks)."""
     from workers import db
@@ -481,7 +518,7 @@ def refresh(namespace: str, *, embedder: Embedder, options: IngestOptions | None
                 prepared_all.hashes.append(h)
         prepared_all.chunk_failures += p.chunk_failures
     hashes, failed_sources = _run(namespace, prepared_all, embedder, job_id=job_id, options=base, dry_run=dry_run,
-                                  progress=progress, result=result)
+                                  progress=progress, result=result, build_index=build_index)
     protect = sorted(set(failed_sources) | {i.source for i in report.issues if i.status == "failed"} |
                      {i.source for i in prepared_all.chunk_failures})
     root_ids = [r.id for r in present]

@@ -159,7 +159,8 @@ def _vec_expr(dims: int) -> tuple[str, str]:
 
 # all query words (stemmed, stop words dropped), and any of them
 _Q_ALL = "plainto_tsquery('english', %(query)s)"
-_Q_ANY = f"to_tsquery('simple', replace({_Q_ALL}::text, ' & ', ' | '))"
+# (the text is cast, not parsed again: a lexeme like `/a?b=c` would be split by to_tsquery)
+_Q_ANY = f"replace({_Q_ALL}::text, ' & ', ' | ')::tsquery"
 KEYWORD_CANDIDATES = 300  # rows ranked per side at most: bounded work on common words
 # In hybrid search a keyword-side hit must contain words carrying half of the query's IDF:
 # RRF counts only ranks, so a weak keyword list (one common word in common) would otherwise
@@ -167,7 +168,8 @@ KEYWORD_CANDIDATES = 300  # rows ranked per side at most: bounded work on common
 # plain RRF; with the weighted RRF, tuning half: 0.708 without the gate, 0.716 with it).
 KEYWORD_MIN_COVERAGE = 0.5
 # Keyword-only search takes its candidates from the query's rarest words that together carry
-# this share of its IDF (hybrid search: KEYWORD_MIN_COVERAGE); see _keyword_candidates_sql.
+# more than this share of its IDF (hybrid search: 1 - KEYWORD_MIN_COVERAGE, so that no row
+# left out could pass the coverage bar); see _keyword_candidates_sql.
 KEYWORD_ONLY_RARE_SHARE = 0.8
 # HNSW candidate list (and >= 2 x the rows asked for). bench/search_bench.py, 100k chunks: recall@10
 # 0.919 at 200, 0.958 at 400 (p95 12 ms), 0.977 at 800 (p95 20 ms)
@@ -195,9 +197,10 @@ def _keyword_candidates_sql(min_coverage: float = 0.0, rare_share: float = KEYWO
     rarest listed one): no extra table, no scan at query time.
 
     Candidates are rows containing all, then any, of the query's *rarest* words that
-    together carry RARE_SHARE of its IDF (at most KEYWORD_CANDIDATES of each). A row with
-    none of them contains words worth less than that share -- below the hybrid coverage
-    bar, and below any row that has them -- while looking up a word that half the
+    together carry more than `rare_share` of its IDF (at most KEYWORD_CANDIDATES of each;
+    when no row has any of them -- a misspelt word is the rarest of all -- rows with any
+    query word). A row with none of them contains words worth less than 1 - rare_share:
+    in hybrid search below the coverage bar -- while looking up a word that half the
     namespace contains (`self`, `return`) costs a walk of its whole posting list, which is
     what made the keyword side the slow half of hybrid search (bench/search_bench.py,
     100k chunks: keyword p95 22 ms -> 5 ms). Candidates are then scored by the IDF of every
@@ -208,28 +211,36 @@ def _keyword_candidates_sql(min_coverage: float = 0.0, rare_share: float = KEYWO
             SELECT most_common_elems::text::text[] AS elems, most_common_elem_freqs AS freqs
               FROM pg_stats
              WHERE schemaname = current_schema() AND attname = 'fts'
-               AND tablename IN (%(part)s, 'ai_embeddings_default')  -- the namespace's partition
-             ORDER BY tablename = %(part)s DESC
+               -- the namespace's own partition (none yet: DEFAULT's)
+               AND tablename = CASE WHEN to_regclass(%(part)s) IS NULL THEN 'ai_embeddings_default'
+                                    ELSE %(part)s END
              LIMIT 1
         ), terms AS MATERIALIZED (
-            SELECT t.lexeme, to_tsquery('simple', quote_literal(t.lexeme)) AS tq,
+            SELECT t.lexeme, quote_literal(t.lexeme)::tsquery AS tq,
                    ln(1.0 / greatest(coalesce(
                        (SELECT mc.freqs[array_position(mc.elems, t.lexeme)] FROM mc),
                        (SELECT mc.freqs[cardinality(mc.elems) + 1] / 2 FROM mc),
                        0.01), 1e-6)) AS idf
               FROM unnest(tsvector_to_array(to_tsvector('english', %(query)s))) AS t(lexeme)
         ), rare AS MATERIALIZED (
-            SELECT to_tsquery('simple', string_agg(quote_literal(lexeme), ' & ')) AS q_all,
-                   to_tsquery('simple', string_agg(quote_literal(lexeme), ' | ')) AS q_any
+            SELECT string_agg(quote_literal(lexeme), ' & ')::tsquery AS q_all,
+                   string_agg(quote_literal(lexeme), ' | ')::tsquery AS q_any
               FROM (SELECT lexeme, idf, sum(idf) OVER (ORDER BY idf DESC, lexeme ROWS UNBOUNDED PRECEDING) - idf
                            AS before, sum(idf) OVER () AS total
                       FROM terms) x
-             WHERE before = 0 OR before < {float(rare_share)} * total  -- at least the rarest word
-        ), c AS (
+             WHERE before <= {float(rare_share)} * total + 1e-9  -- until they carry more than the share
+        ), c1 AS MATERIALIZED (
             (SELECT id, fts FROM ai_embeddings WHERE namespace = %(ns)s AND fts @@ (SELECT q_all FROM rare)
               LIMIT {KEYWORD_CANDIDATES})
             UNION ALL
             (SELECT id, fts FROM ai_embeddings WHERE namespace = %(ns)s AND fts @@ (SELECT q_any FROM rare)
+              LIMIT {KEYWORD_CANDIDATES})
+        ), c AS (
+            SELECT id, fts FROM c1
+            UNION ALL
+            -- none has them (a misspelt word is the "rarest" of all): any query word, then
+            (SELECT id, fts FROM ai_embeddings WHERE namespace = %(ns)s AND fts @@ {_Q_ANY}
+                AND NOT EXISTS (SELECT 1 FROM c1)
               LIMIT {KEYWORD_CANDIDATES})
         ), scored AS (
             SELECT DISTINCT ON (c.id) c.id,
@@ -282,7 +293,7 @@ def hybrid_sql(dims: int) -> str:
         ), vr AS (
             SELECT id, 1 - dist AS sim, row_number() OVER (ORDER BY dist, id) AS r
               FROM v WHERE %(thr)s::float8 IS NULL OR 1 - dist >= %(thr)s::float8
-        ), kw AS MATERIALIZED ({_keyword_candidates_sql(KEYWORD_MIN_COVERAGE, KEYWORD_MIN_COVERAGE)}
+        ), kw AS MATERIALIZED ({_keyword_candidates_sql(KEYWORD_MIN_COVERAGE, 1 - KEYWORD_MIN_COVERAGE)}
         ), kr AS (
             SELECT id, kr, row_number() OVER (ORDER BY kr DESC, id) AS r FROM kw
         ), fused AS (

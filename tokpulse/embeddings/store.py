@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ import numpy as np
 import psycopg2.extras
 
 from tokpulse.embeddings.chunking import Chunk
+
+log = logging.getLogger(__name__)
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 _COPY_TRAILER = struct.pack("!h", -1)
@@ -79,7 +82,10 @@ HNSW_EF_CONSTRUCTION = 128  # bench/search_bench.py: recall@10 0.91 -> 0.93 at e
 HNSW_MAX_VECTOR_DIMS = 2000  # pgvector: HNSW on `vector` up to 2,000 dimensions,
 HNSW_MAX_HALFVEC_DIMS = 4000  # on `halfvec` up to 4,000 (text-embedding-3-large: 3,072)
 INDEX_BUILD_WORKERS = 2  # parallel workers besides the leader (the server's max_worker_processes caps them)
-INDEX_BUILD_MEMORY = "512MB"  # maintenance_work_mem for a build: the graph is built in memory when it fits
+# maintenance_work_mem for a build: the graph is built in memory when it fits (~100k chunks of
+# 384 dims), else pgvector goes on on disk, slower. A parallel build puts it in shared memory
+# (/dev/shm): compose.yaml gives Postgres shm_size 1g.
+INDEX_BUILD_MEMORY = "256MB"
 
 
 def partition_name(namespace: str) -> str:
@@ -112,7 +118,7 @@ def partition_of(cur, namespace: str) -> str | None:
     return name if cur.fetchone()[0] else None
 
 
-def ensure_partition(cur, namespace: str, *, attempts: int = 4, lock_timeout_ms: int = 300) -> str | None:
+def ensure_partition(cur, namespace: str, *, attempts: int = 10, lock_timeout_ms: int = 300) -> str | None:
     """Give `namespace` its own partition unless it has one or already lives in the DEFAULT
     partition. Returns the partition's name (None: the namespace stays in DEFAULT).
 
@@ -130,6 +136,15 @@ def ensure_partition(cur, namespace: str, *, attempts: int = 4, lock_timeout_ms:
         name = partition_of(cur, namespace)
         if name is not None:
             return name
+        # A namespace DEFAULT already holds stays there: found by an index probe, under a
+        # savepoint so its share lock on DEFAULT is released at once (ATTACH would find the
+        # same, but only after locking DEFAULT and scanning it).
+        cur.execute("SAVEPOINT tp_probe")
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM ONLY {DEFAULT_PARTITION} WHERE namespace = %s)", (namespace,))
+        in_default = cur.fetchone()[0]
+        cur.execute("ROLLBACK TO SAVEPOINT tp_probe")
+        if in_default:
+            return None
         name = partition_name(namespace)
         cur.execute("SAVEPOINT tp_partition")
         try:
@@ -148,8 +163,11 @@ def ensure_partition(cur, namespace: str, *, attempts: int = 4, lock_timeout_ms:
         except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected,
                 psycopg2.errors.DuplicateTable, psycopg2.errors.UniqueViolation):
             cur.execute("ROLLBACK TO SAVEPOINT tp_partition")  # busy, or created by someone else: look again
-            time.sleep(0.05 * (attempt + 1))
-    return partition_of(cur, namespace)
+            time.sleep(min(1.0, 0.05 * 2 ** attempt))
+    name = partition_of(cur, namespace)
+    if name is None:
+        log.warning("namespace %r: DEFAULT stayed locked; its chunks go to the DEFAULT partition", namespace)
+    return name
 
 
 def _built(cur, name: str) -> bool:
@@ -192,6 +210,15 @@ class IndexBuild:
     seconds: float
 
 
+def _settle(cur, name: str) -> None:
+    """After a bulk load: merge the full-text index's pending list (GIN fast update keeps
+    new entries in a list every query scans until VACUUM merges them) and collect the
+    planner statistics the keyword side takes its word frequencies from."""
+    cur.execute("SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = %s::regclass AND a.amname = 'gin'", (name,))
+    cur.execute(f"ANALYZE {name}")
+
+
 def ensure_vector_index(cur, namespace: str) -> IndexBuild | None:
     """Build the HNSW index of the namespace's own partition if it has none (and rows to
     index): the bulk-load path. Its expression (the cast to the namespace's dimension) makes
@@ -215,9 +242,10 @@ def ensure_vector_index(cur, namespace: str) -> IndexBuild | None:
         return None
     dims = int(row[0])
     expr, _cast, ops = vector_expr(dims)
-    if ops is None:
-        return None  # above pgvector's index limits: searched exactly
     t0 = time.perf_counter()
+    if ops is None:  # above pgvector's index limits: searched exactly; the rest still helps
+        _settle(cur, name)
+        return None
     cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
     # The graph is built by the leader and parallel workers (pgvector >= 0.6). Postgres plans
     # no workers for a table under min_parallel_table_scan_size (8 MB: ~8,000 chunks), so the
@@ -227,7 +255,7 @@ def ensure_vector_index(cur, namespace: str) -> IndexBuild | None:
     cur.execute(f"CREATE INDEX {name}_hnsw ON {name} USING hnsw ({expr} {ops}) "
                 f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
     cur.execute(f"ALTER TABLE {name} RESET (parallel_workers)")
-    cur.execute(f"ANALYZE {name}")
+    _settle(cur, name)
     cur.execute(f"SELECT count(*) FROM {name}")
     rows = int(cur.fetchone()[0])
     return IndexBuild(namespace, name, rows, dims, time.perf_counter() - t0)

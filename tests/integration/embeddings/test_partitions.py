@@ -95,7 +95,7 @@ def test_concurrent_first_jobs_of_one_namespace_share_one_partition(namespace):
     assert len(rows(namespace)) == 60
 
 
-def test_housekeeping_builds_the_index_a_dead_job_left_unbuilt(embedder, namespace):
+def test_housekeeping_builds_the_index_a_dead_job_left_unbuilt(embedder, namespace, monkeypatch):
     with db.transaction() as cur:
         part = store.ensure_partition(cur, namespace)
     assert part == store.partition_name(namespace)
@@ -105,12 +105,42 @@ def test_housekeeping_builds_the_index_a_dead_job_left_unbuilt(embedder, namespa
                                        np.eye(384, dtype=np.float32)[i]) for i in range(5)])
     with db.transaction() as cur:
         assert namespace in store.unbuilt_namespaces(cur)
-    built = [b for b in build_missing_indexes() if b.namespace == namespace]
-    assert len(built) == 1 and (built[0].rows, built[0].dims) == (5, 384)
+    # housekeeping (on the default pool) sends the build to the embeddings queue
+    import tasks.maintenance as maintenance
+
+    sent = []
+    monkeypatch.setattr(maintenance.app, "send_task", lambda name, args: sent.append((name, args)))
+    out = maintenance.nightly_housekeeping()
+    assert ("tokpulse.build_vector_index", [namespace]) in sent and namespace in out["vector_index_builds_sent"]
+    # ... where the task builds it
+    from tasks.embeddings import build_vector_index
+
+    res = build_vector_index(namespace)
+    assert res["built"] and (res["rows"], res["dims"]) == (5, 384)
     assert f"{part}_hnsw" in _indexes(part)
     with db.transaction() as cur:
         assert namespace not in store.unbuilt_namespaces(cur)
-    assert [b for b in build_missing_indexes() if b.namespace == namespace] == []
+    assert build_vector_index(namespace) == {"namespace": namespace, "built": False, "reason": "nothing to build"}
+    built, failed = build_missing_indexes()
+    assert namespace not in [b.namespace for b in built] and namespace not in failed
+
+
+def test_a_failed_build_does_not_fail_the_ingest_and_is_retried_later(embedder, namespace, monkeypatch):
+    real = store.ensure_vector_index
+
+    def broken(cur, ns):
+        raise psycopg2.errors.DiskFull("could not resize shared memory segment: No space left on device")
+
+    monkeypatch.setattr(store, "ensure_vector_index", broken)
+    res = ingest(namespace, documents=[f"doc {i} {uuid.uuid4().hex}" for i in range(4)], embedder=embedder)
+    assert (res.processed, res.failed) == (4, 0)  # stored, searchable exactly
+    with db.transaction() as cur:
+        assert namespace in store.unbuilt_namespaces(cur)
+    built, failed = build_missing_indexes(idle_seconds=0)
+    assert namespace in failed and "DiskFull" in failed[namespace]
+    monkeypatch.setattr(store, "ensure_vector_index", real)
+    built, failed = build_missing_indexes(idle_seconds=0)
+    assert namespace in [b.namespace for b in built] and not failed.get(namespace)
 
 
 def test_a_namespace_that_lives_in_default_is_not_moved(namespace):
@@ -120,3 +150,26 @@ def test_a_namespace_that_lives_in_default_is_not_moved(namespace):
     with db.transaction() as cur:
         assert store.ensure_partition(cur, namespace) is None
         assert store.partition_of(cur, namespace) is None
+
+
+def test_a_drainer_holds_no_lock_on_default_while_it_embeds(namespace):
+    """While a batch is at the provider, the drainer must not hold DEFAULT: a new
+    namespace's partition could not be attached meanwhile (and would end up in DEFAULT)."""
+    with db.transaction() as cur:  # a namespace living in DEFAULT
+        cur.execute("INSERT INTO ai_embeddings (namespace, content, content_hash, provider, model, dims, embedding) "
+                    "VALUES (%s, 'legacy', 'legacy', 'test', 'm', 384, %s)",
+                    (namespace, np.eye(384, dtype=np.float32)[0]))
+    emb = FakeEmbedder()
+    seen: list[int] = []
+    real = emb.embed
+
+    def embed(texts):
+        with psycopg2.connect(db.database_url()) as other, other.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_locks WHERE relation = 'ai_embeddings_default'::regclass "
+                        "AND pid <> pg_backend_pid()")
+            seen.append(cur.fetchone()[0])
+        return real(texts)
+
+    emb.embed = embed
+    res = ingest(namespace, documents=[f"new doc {i} {uuid.uuid4().hex}" for i in range(3)], embedder=emb)
+    assert res.processed == 3 and seen == [0]

@@ -159,3 +159,48 @@ def test_a_namespace_in_the_default_partition_uses_its_partial_hnsw_index(dims, 
         assert store.partition_of(cur, namespace) is None
         cur.execute("SELECT count(*) FROM ONLY ai_embeddings_default WHERE namespace = %s", (namespace,))
         assert cur.fetchone()[0] == 4
+
+
+def test_keyword_search_survives_a_misspelt_word(embedder, namespace):
+    """A word no document has is the query's 'rarest'; the keyword side then falls back to
+    rows with any query word instead of returning nothing."""
+    ingest(namespace, documents=[{"text": f"Streaming replication setup, part {i}.", "source": f"r{i}.md"}
+                                 for i in range(3)] + [{"text": "Backups and restores.", "source": "b.md"}],
+           embedder=embedder)
+    resp = search(SearchRequest("postgress replication", namespace, limit=5), embedder=embedder, mode="keyword")
+    assert sorted(_sources(resp)) == ["r0.md", "r1.md", "r2.md"]
+
+
+def test_hybrid_keyword_candidates_include_rows_at_exactly_the_coverage_bar(embedder, namespace):
+    """Two query words of equal weight: a row with either one holds half the query's IDF,
+    which passes the hybrid bar (>= 50%), so it must be a candidate too."""
+    from tokpulse.embeddings import store
+    from tokpulse.embeddings.search import KEYWORD_MIN_COVERAGE, _keyword_candidates_sql
+
+    docs = [{"text": "pgbouncer pooling modes explained", "source": "a.md"},
+            {"text": "statement timeout settings explained", "source": "b.md"},
+            {"text": "unrelated text about gardens", "source": "c.md"}]
+    ingest(namespace, documents=docs, embedder=embedder)
+    with db.transaction() as cur:
+        cur.execute(f"SELECT e.source FROM ({_keyword_candidates_sql(KEYWORD_MIN_COVERAGE, 1 - KEYWORD_MIN_COVERAGE)}"
+                    ") k JOIN ai_embeddings e ON e.namespace = %(ns)s AND e.id = k.id",
+                    {"query": "pgbouncer timeout", "ns": namespace, "k": 10, "part": store.partition_name(namespace)})
+        assert sorted(r[0] for r in cur.fetchall()) == ["a.md", "b.md"]
+
+
+def test_keyword_search_matches_lexemes_the_parser_would_split(embedder, namespace):
+    """A URL's lexemes ('/a?b=c&d=e#frag') must be matched as stored, not parsed again into
+    a phrase of their parts."""
+    ingest(namespace, documents=[{"text": "Open https://example.com/a?b=c&d=e#frag to page.", "source": "url.md"},
+                                 {"text": "Other page.", "source": "other.md"}], embedder=embedder)
+    from tokpulse.embeddings import store
+    from tokpulse.embeddings.search import _keyword_candidates_sql
+
+    with db.transaction() as cur:  # every query word must count as matched: full coverage
+        cur.execute(f"SELECT k.kr FROM ({_keyword_candidates_sql(1.0, 0.0)}) k",
+                    {"query": "https://example.com/a?b=c&d=e#frag", "ns": namespace, "k": 10,
+                     "part": store.partition_name(namespace)})
+        assert len(cur.fetchall()) == 1
+    resp = search(SearchRequest("https://example.com/a?b=c&d=e#frag", namespace), embedder=embedder, mode="keyword")
+    assert _sources(resp) == ["url.md"]
+
