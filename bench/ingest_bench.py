@@ -45,16 +45,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from search_bench import bench_database, corpus_pieces, use_database  # noqa: E402
+from search_bench import BenchEmbedder, bench_database, corpus_pieces, use_database  # noqa: E402
 
 BATCH = 512
 DIMS = 384
 
 
-class FastEmbedder:
+class FastEmbedder(BenchEmbedder):
     """The fixed fast embedder: a unit vector per text from a generator seeded by the text's
-    hash (deterministic, ~10 us a text). Implements the pipeline's `Embedder` protocol and
-    LangChain's `embed_documents`/`embed_query`."""
+    hash (deterministic, ~10 us a text)."""
 
     target = "bench/fast-384"
 
@@ -66,20 +65,6 @@ class FastEmbedder:
         seed = int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
         v = np.random.Generator(np.random.PCG64(seed)).standard_normal(DIMS, dtype=np.float32)
         return v / np.linalg.norm(v)
-
-    def embed(self, texts):
-        from tokpulse.embeddings.embedder import EmbedBatch
-
-        return EmbedBatch([self.vector(t) for t in texts], {}, "bench", "fast-384", DIMS, 0.0, 0)
-
-    def estimate_cost(self, tokens: int) -> float:
-        return 0.0
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self.vector(t).tolist() for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.vector(text).tolist()
 
 
 BUILDS: list = []  # the HNSW builds of our runs (store.IndexBuild), to show their share of the time

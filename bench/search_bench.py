@@ -56,10 +56,37 @@ _WORD = re.compile(r"\w+")
 # -- shared with the other embeddings benches ---------------------------------------------------
 
 
-class HashEmbedder:
+class BenchEmbedder:
+    """A fixed embedder for the benches: `vector(text)` in subclasses; implements the
+    pipeline's `Embedder` protocol and LangChain's `embed_documents`/`embed_query`."""
+
+    target = "bench/fixed"
+    dims = DIMS
+
+    def vector(self, text: str) -> np.ndarray:
+        raise NotImplementedError
+
+    # tokpulse.embeddings Embedder protocol
+    def embed(self, texts: Sequence[str]):
+        from tokpulse.embeddings.embedder import EmbedBatch
+
+        provider, model = self.target.split("/", 1)
+        return EmbedBatch([self.vector(t) for t in texts], {}, provider, model, self.dims, 0.0, 0)
+
+    def estimate_cost(self, tokens: int) -> float:
+        return 0.0
+
+    # LangChain Embeddings interface
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.vector(t).tolist() for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.vector(text).tolist()
+
+
+class HashEmbedder(BenchEmbedder):
     """A fixed fast embedder: hashed bag of words + hashed character trigrams (384-d, unit).
-    Deterministic; texts sharing words are near each other. Implements the pipeline's
-    `Embedder` protocol and LangChain's `embed_documents`/`embed_query`."""
+    Deterministic; texts sharing words are near each other."""
 
     target = "bench/hash-384"
 
@@ -90,22 +117,6 @@ class HashEmbedder:
             v[0] = 1.0
             return v
         return v / n
-
-    # tokpulse.embeddings Embedder protocol
-    def embed(self, texts: Sequence[str]):
-        from tokpulse.embeddings.embedder import EmbedBatch
-
-        return EmbedBatch([self.vector(t) for t in texts], {}, "bench", "hash-384", self.dims, 0.0, 0)
-
-    def estimate_cost(self, tokens: int) -> float:
-        return 0.0
-
-    # LangChain Embeddings interface
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self.vector(t).tolist() for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.vector(text).tolist()
 
 
 def corpus_pieces(n: int, size: int = 800) -> list[str]:
