@@ -86,6 +86,10 @@ def collect(settings: Settings, timeout: float = 10.0) -> dict:
                 nodes[name].add(reply["worker"])
     for name in POOLS:
         out["pools"][name]["workers"] = len(nodes[name])
+    # read again after the pings: a fleet that was starting when this began has written it by now
+    fleet = _read_json(settings.home / "run" / "fleet.json") or fleet
+    for key in ("flower_url", "api_url", "supervisor_pid"):
+        out[key] = fleet.get(key)
     return out
 
 
