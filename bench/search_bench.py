@@ -35,6 +35,7 @@ import glob
 import hashlib
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -187,6 +188,7 @@ def bench_database() -> Iterator[str]:
         admin.close()
         if svc is not None:
             svc.stop()
+            shutil.rmtree(svc.home, ignore_errors=True)
 
 
 def use_database(url: str, *, maxconn: int = 4) -> None:
