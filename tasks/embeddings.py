@@ -107,13 +107,11 @@ def search(self, request: dict[str, Any]) -> dict[str, Any]:
 def build_vector_index(namespace: str) -> dict[str, Any]:
     """Build the HNSW index of a namespace's own partition once its load is drained (a no-op
     when it is built, still loading, or lives in the DEFAULT partition)."""
-    from tokpulse.embeddings import store
-    from workers import db
+    from tokpulse.embeddings.pipeline import build_unless_loading
 
-    with db.transaction() as cur:
-        if store.namespace_loading(cur, namespace):
-            return {"namespace": namespace, "built": False, "reason": "still loading"}
-        b = store.ensure_vector_index(cur, namespace)
+    loading, b = build_unless_loading(namespace)
+    if loading:
+        return {"namespace": namespace, "built": False, "reason": "still loading"}
     if b is None:
         return {"namespace": namespace, "built": False, "reason": "nothing to build"}
     return {"namespace": namespace, "built": True, "rows": b.rows, "dims": b.dims, "seconds": round(b.seconds, 2)}

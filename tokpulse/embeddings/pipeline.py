@@ -297,16 +297,24 @@ def db_errors() -> type[Exception]:
 IndexBuilder = Callable[[str], None]  # builds (or schedules the build of) a namespace's vector index
 
 
+def build_unless_loading(namespace: str) -> tuple[bool, store.IndexBuild | None]:
+    """(still loading, what was built): the namespace's vector index is built once no job
+    has chunks of it pending; None when there was nothing to build."""
+    from workers import db
+
+    with db.transaction() as cur:
+        if store.namespace_loading(cur, namespace):
+            return True, None
+        return False, store.ensure_vector_index(cur, namespace)
+
+
 def build_index_now(namespace: str) -> None:
     """Build the namespace's vector index here and now, unless another job is still loading
     it (the last one builds: an index built while another job loads would take that job's
     rows one by one). A failed build is logged, not raised: the chunks are stored and
     searchable (exactly), and housekeeping builds the index later."""
-    from workers import db
-
     try:
-        with db.transaction() as cur:
-            built = None if store.namespace_loading(cur, namespace) else store.ensure_vector_index(cur, namespace)
+        _loading, built = build_unless_loading(namespace)
     except Exception as exc:  # noqa: BLE001 - see above
         log.warning("namespace %r: building its vector index failed (%s: %s); housekeeping retries it",
                     namespace, type(exc).__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
